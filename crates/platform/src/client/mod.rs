@@ -1,0 +1,1 @@
+//! Outbound calls: deadline, retries, circuit breaker, concurrency limit, balancing.

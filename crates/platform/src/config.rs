@@ -1,0 +1,495 @@
+//! Typed configuration of one service process, read once at start from
+//! `BAZAAR_*` environment variables.
+//!
+//! Every variable is listed in [`VARS`] with its meaning and default, so the
+//! help text, the docs and the deployment generators read one list. A bad
+//! value fails fast with one line naming the variable and what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+/// One documented environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    /// The variable's name.
+    pub name: &'static str,
+    /// What happens when it is not set.
+    pub default: &'static str,
+    /// What it means.
+    pub help: &'static str,
+}
+
+/// Every variable the platform reads. `BAZAAR_UPSTREAM_<SERVICE>` stands for
+/// one variable per service called.
+pub const VARS: &[Var] = &[
+    Var {
+        name: "BAZAAR_LISTEN",
+        default: "127.0.0.1:<the service's default port>",
+        help: "Address the service listens on for both HTTP and gRPC.",
+    },
+    Var {
+        name: "BAZAAR_SHARED_LISTEN",
+        default: "unset",
+        help: "A second address, bound with SO_REUSEPORT so several replicas share it (the launcher gives it to gateway replicas).",
+    },
+    Var {
+        name: "BAZAAR_INSTANCE",
+        default: "<service>-0",
+        help: "Name of this instance within its service, shown in logs, metrics and /api/v1/status.",
+    },
+    Var {
+        name: "BAZAAR_DATA_DIR",
+        default: "./data/<service>",
+        help: "Directory for the service's own files (its SQLite database, generated keys, e-mails).",
+    },
+    Var {
+        name: "BAZAAR_DATABASE_URL",
+        default: "SQLite file <data dir>/<service>.db",
+        help: "postgres://… URL of the service's own database, created if missing on that server; or sqlite://PATH.",
+    },
+    Var {
+        name: "BAZAAR_NATS_URL",
+        default: "unset (embedded event log)",
+        help: "nats://host:port of NATS JetStream; /readyz fails while it is unreachable.",
+    },
+    Var {
+        name: "BAZAAR_REDIS_URL",
+        default: "unset (process memory / SQLite)",
+        help: "redis://host:port for shared fast state; /readyz fails while it is unreachable.",
+    },
+    Var {
+        name: "BAZAAR_UPSTREAM_<SERVICE>",
+        default: "unset",
+        help: "Comma-separated base URLs of the instances of a service this one calls, e.g. BAZAAR_UPSTREAM_CATALOG=http://127.0.0.1:7102.",
+    },
+    Var {
+        name: "BAZAAR_ENV",
+        default: "development",
+        help: "development or production; production refuses development secrets.",
+    },
+    Var {
+        name: "BAZAAR_LOG",
+        default: "info",
+        help: "Log filter in tracing's EnvFilter syntax, e.g. info,bazaar_platform=debug.",
+    },
+    Var {
+        name: "BAZAAR_LOG_FORMAT",
+        default: "auto",
+        help: "auto, json or pretty; auto is pretty on a terminal and JSON otherwise.",
+    },
+    Var {
+        name: "BAZAAR_SHUTDOWN_TIMEOUT",
+        default: "10s",
+        help: "How long in-flight requests may drain after SIGTERM before the process exits.",
+    },
+    Var {
+        name: "BAZAAR_EXIT_ON_STDIN_CLOSE",
+        default: "0",
+        help: "1: shut down gracefully when standard input closes (the launcher sets it, so children never outlive it).",
+    },
+    Var {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default: "unset (no export)",
+        help: "OTLP/gRPC endpoint that receives spans, e.g. http://collector:4317.",
+    },
+];
+
+/// Whether the process runs as a developer's or as production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local development: generated secrets are fine.
+    Development,
+    /// Production: development secrets are refused.
+    Production,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Which database a service uses.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A SQLite file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (created on the server if missing).
+    Postgres(Secret<Url>),
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Self::Postgres(u) => write!(f, "Postgres({u:?})"),
+        }
+    }
+}
+
+/// A value that never shows up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a secret value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The secret itself; use it, don't print it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Configuration of one service process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Service name, e.g. `gateway`.
+    pub service: String,
+    /// Instance name, e.g. `gateway-1`.
+    pub instance: String,
+    /// Address for HTTP and gRPC.
+    pub listen: SocketAddr,
+    /// Extra address bound with SO_REUSEPORT, shared by replicas.
+    pub shared_listen: Option<SocketAddr>,
+    /// Directory for the service's own files.
+    pub data_dir: PathBuf,
+    /// The service's own database.
+    pub database: DatabaseConfig,
+    /// NATS JetStream, when events go through it.
+    pub nats_url: Option<Url>,
+    /// Redis, when shared fast state lives there.
+    pub redis_url: Option<Secret<Url>>,
+    /// Instances of each service this one calls, by service name.
+    pub upstreams: BTreeMap<String, Vec<Url>>,
+    /// Development or production.
+    pub environment: Environment,
+    /// Log filter directive.
+    pub log_filter: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Drain time on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Shut down when stdin closes.
+    pub exit_on_stdin_close: bool,
+    /// OTLP endpoint for spans.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub var: String,
+    /// Its value.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration of `service` from the process environment.
+    pub fn from_env(service: &str, default_port: u16) -> Result<Self, ConfigError> {
+        Self::from_vars(service, default_port, std::env::vars())
+    }
+
+    /// Reads the configuration from the given variables (tests pass their own).
+    pub fn from_vars(
+        service: &str,
+        default_port: u16,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BAZAAR_") || k.starts_with("OTEL_"))
+            .collect();
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let err = |var: &str, value: &str, reason: &str| ConfigError {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+
+        let listen = match get("BAZAAR_LISTEN") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| err("BAZAAR_LISTEN", v, "expected HOST:PORT, e.g. 0.0.0.0:8080"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], default_port)),
+        };
+        let shared_listen = get("BAZAAR_SHARED_LISTEN")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| err("BAZAAR_SHARED_LISTEN", v, "expected HOST:PORT"))
+            })
+            .transpose()?;
+        let instance = get("BAZAAR_INSTANCE")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{service}-0"));
+        let data_dir = get("BAZAAR_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("data").join(service));
+        let database = match get("BAZAAR_DATABASE_URL") {
+            None => DatabaseConfig::Sqlite(data_dir.join(format!("{service}.db"))),
+            Some(v) => {
+                if let Some(path) = v.strip_prefix("sqlite://") {
+                    if path.is_empty() {
+                        return Err(err("BAZAAR_DATABASE_URL", v, "sqlite:// needs a file path"));
+                    }
+                    DatabaseConfig::Sqlite(PathBuf::from(path))
+                } else {
+                    let url = Url::parse(v).map_err(|e| {
+                        err("BAZAAR_DATABASE_URL", "[redacted]", &format!("not a URL: {e}"))
+                    })?;
+                    if !matches!(url.scheme(), "postgres" | "postgresql") {
+                        return Err(err(
+                            "BAZAAR_DATABASE_URL",
+                            url.scheme(),
+                            "scheme must be postgres:// or sqlite://",
+                        ));
+                    }
+                    if url.path().trim_start_matches('/').is_empty() {
+                        return Err(err(
+                            "BAZAAR_DATABASE_URL",
+                            "[redacted]",
+                            "name the service's database in the path, e.g. postgres://host/bazaar_catalog",
+                        ));
+                    }
+                    DatabaseConfig::Postgres(Secret::new(url))
+                }
+            }
+        };
+        let nats_url = get("BAZAAR_NATS_URL")
+            .map(|v| parse_url("BAZAAR_NATS_URL", v, &["nats"]))
+            .transpose()?;
+        let redis_url = get("BAZAAR_REDIS_URL")
+            .map(|v| parse_url("BAZAAR_REDIS_URL", v, &["redis"]).map(Secret::new))
+            .transpose()?;
+
+        let mut upstreams = BTreeMap::new();
+        for (key, value) in &env {
+            let Some(name) = key.strip_prefix("BAZAAR_UPSTREAM_") else {
+                continue;
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                return Err(err(key, value, "service name must be upper-case letters"));
+            }
+            let mut urls = Vec::new();
+            for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                urls.push(parse_url(key, part, &["http"])?);
+            }
+            if urls.is_empty() {
+                return Err(err(key, value, "expected one or more comma-separated http:// URLs"));
+            }
+            upstreams.insert(name.to_ascii_lowercase(), urls);
+        }
+
+        let environment = match get("BAZAAR_ENV").unwrap_or("development") {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => return Err(err("BAZAAR_ENV", other, "expected development or production")),
+        };
+        let log_filter = get("BAZAAR_LOG").unwrap_or("info").to_owned();
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|e| err("BAZAAR_LOG", &log_filter, &e.to_string()))?;
+        let log_format = match get("BAZAAR_LOG_FORMAT").unwrap_or("auto") {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                return Err(err("BAZAAR_LOG_FORMAT", other, "expected auto, json or pretty"));
+            }
+        };
+        let shutdown_timeout = match get("BAZAAR_SHUTDOWN_TIMEOUT") {
+            None => Duration::from_secs(10),
+            Some(v) => parse_duration(v)
+                .ok_or_else(|| err("BAZAAR_SHUTDOWN_TIMEOUT", v, "expected e.g. 10s or 500ms"))?,
+        };
+        let exit_on_stdin_close = match get("BAZAAR_EXIT_ON_STDIN_CLOSE").unwrap_or("0") {
+            "0" | "false" => false,
+            "1" | "true" => true,
+            other => return Err(err("BAZAAR_EXIT_ON_STDIN_CLOSE", other, "expected 0 or 1")),
+        };
+        let otlp_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|v| parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", v, &["http", "https"]).map(|_| v.to_owned()))
+            .transpose()?;
+
+        Ok(Self {
+            service: service.to_owned(),
+            instance,
+            listen,
+            shared_listen,
+            data_dir,
+            database,
+            nats_url,
+            redis_url,
+            upstreams,
+            environment,
+            log_filter,
+            log_format,
+            shutdown_timeout,
+            exit_on_stdin_close,
+            otlp_endpoint,
+        })
+    }
+
+    /// A configuration for tests: port 0 on loopback, SQLite in `data_dir`,
+    /// quiet logs.
+    pub fn for_test(service: &str, data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            service: service.to_owned(),
+            instance: format!("{service}-0"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shared_listen: None,
+            database: DatabaseConfig::Sqlite(data_dir.join(format!("{service}.db"))),
+            data_dir,
+            nats_url: None,
+            redis_url: None,
+            upstreams: BTreeMap::new(),
+            environment: Environment::Development,
+            log_filter: "warn".to_owned(),
+            log_format: LogFormat::Pretty,
+            shutdown_timeout: Duration::from_secs(5),
+            exit_on_stdin_close: false,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+fn parse_url(var: &str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError {
+        var: var.to_owned(),
+        value: value.to_owned(),
+        reason: format!("not a URL: {e}"),
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: format!("scheme must be one of {}", schemes.join(", ")),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: "the URL needs a host".to_owned(),
+        });
+    }
+    Ok(url)
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_local_and_sqlite() {
+        let c = Config::from_vars("catalog", 7102, vars(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7102".parse().unwrap());
+        assert_eq!(c.instance, "catalog-0");
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite(PathBuf::from("data/catalog/catalog.db"))
+        );
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+        assert!(c.upstreams.is_empty());
+    }
+
+    #[test]
+    fn upstreams_are_lists_of_urls_by_service() {
+        let c = Config::from_vars(
+            "gateway",
+            8080,
+            vars(&[
+                ("BAZAAR_UPSTREAM_CATALOG", "http://127.0.0.1:1, http://127.0.0.1:2"),
+                ("BAZAAR_UPSTREAM_IDENTITY", "http://127.0.0.1:3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.upstreams["catalog"].len(), 2);
+        assert_eq!(c.upstreams["identity"][0].as_str(), "http://127.0.0.1:3/");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("BAZAAR_LISTEN", "nowhere"),
+            ("BAZAAR_DATABASE_URL", "mysql://x/y"),
+            ("BAZAAR_DATABASE_URL", "postgres://host"),
+            ("BAZAAR_NATS_URL", "http://x"),
+            ("BAZAAR_UPSTREAM_CATALOG", "ftp://x"),
+            ("BAZAAR_UPSTREAM_CATALOG", ","),
+            ("BAZAAR_ENV", "staging"),
+            ("BAZAAR_LOG_FORMAT", "xml"),
+            ("BAZAAR_SHUTDOWN_TIMEOUT", "soon"),
+            ("BAZAAR_EXIT_ON_STDIN_CLOSE", "maybe"),
+            ("BAZAAR_LOG", "=[=="),
+        ] {
+            let e = Config::from_vars("catalog", 1, vars(&[(var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+            assert!(e.to_string().starts_with("invalid configuration: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = Config::from_vars(
+            "catalog",
+            1,
+            vars(&[("BAZAAR_DATABASE_URL", "postgres://u:hunter2@h/bazaar_catalog")]),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2h"), None);
+    }
+}
