@@ -1,11 +1,433 @@
-//! (being written)
-/// placeholder
-pub struct Server;
-/// placeholder
-pub struct Context;
-/// placeholder
-pub struct Routes;
-/// placeholder
-pub trait Service {}
-/// placeholder
-pub fn serve() {}
+//! One service process: a [`Service`] describes its routes, gRPC services
+//! and migrations; [`Server`] does the rest.
+//!
+//! One port serves both HTTP/1.1 and HTTP/2 (h2c): REST routes and gRPC
+//! services share an axum router, gRPC by its `/package.Service/` paths.
+//! Every process also answers `/healthz`, `/readyz`, `/metrics`, the gRPC
+//! health protocol and `bazaar.platform.v1.Instance`.
+//!
+//! ```text
+//! Server::build::<S>(config) → .local_addr() → .run_until(shutdown)
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::FutureExt as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::server::NamedService;
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use url::Url;
+
+use bazaar_proto::platform::v1 as pb;
+
+use crate::config::Config;
+use crate::db::{Db, Migrations};
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::ready::{Check, Readiness};
+use crate::{metrics, problem, ready, shutdown, telemetry};
+
+/// Default limit on a request body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What a service crate provides: its name, its migrations and how to build
+/// its routes. Everything else comes from the platform.
+pub trait Service: Send + 'static {
+    /// The service's name, e.g. `catalog`.
+    const NAME: &'static str;
+
+    /// The service's migrations; `None` for a service that owns no database.
+    fn migrations() -> Option<&'static Migrations> {
+        None
+    }
+
+    /// Builds the service's routes from its context.
+    fn build(ctx: Context) -> impl Future<Output = anyhow::Result<Routes>> + Send;
+}
+
+/// What a service gets to build its routes with.
+#[derive(Debug, Clone)]
+pub struct Context {
+    config: Config,
+    db: Option<Db>,
+    metrics: Metrics,
+}
+
+impl Context {
+    /// The process's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The service's own database.
+    ///
+    /// # Errors
+    /// When the service declared no migrations, so it has no database.
+    pub fn db(&self) -> anyhow::Result<Db> {
+        self.db
+            .clone()
+            .context("this service declares no migrations, so it has no database")
+    }
+
+    /// The metrics registry, for the service's own metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The instances of `service` this process was told about
+    /// (`BAZAAR_UPSTREAM_<SERVICE>`); empty when none.
+    pub fn upstream(&self, service: &str) -> &[Url] {
+        self.config
+            .upstreams
+            .get(service)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A service's HTTP routes, gRPC services and extra readiness checks.
+#[derive(Debug)]
+pub struct Routes {
+    router: Router,
+    checks: Vec<Check>,
+    body_limit: usize,
+}
+
+impl Routes {
+    /// The service's REST routes.
+    pub fn new(http: Router) -> Self {
+        Self {
+            router: http,
+            checks: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Adds a tonic gRPC service, served on the same port.
+    pub fn grpc<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Error = Infallible,
+                Response = http::Response<tonic::body::Body>,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.router = self.router.route_service(
+            &format!("/{}/{{*rest}}", S::NAME),
+            svc.map_request(|req: Request| req.map(tonic::body::Body::new)),
+        );
+        self
+    }
+
+    /// Adds a readiness check (a dependency this service cannot work without).
+    pub fn ready_check(mut self, check: Check) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Changes the largest request body accepted (413 above it).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+/// A built service, bound to its port(s), ready to run.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listeners: Vec<TcpListener>,
+    app: Router,
+    readiness: Readiness,
+    health: tonic_health::server::HealthReporter,
+    db: Option<Db>,
+}
+
+impl Server {
+    /// Binds the port, opens and migrates the database, and builds the
+    /// service's routes with the platform's around them.
+    pub async fn build<S: Service>(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data dir {}", config.data_dir.display())
+        })?;
+        let mut listeners = vec![
+            TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?,
+        ];
+        if let Some(shared) = config.shared_listen {
+            listeners.push(
+                bind_shared(shared)
+                    .with_context(|| format!("cannot listen on {shared} (SO_REUSEPORT)"))?,
+            );
+        }
+
+        let metrics = Metrics::new(&config.service, &config.instance);
+        let mut readiness = Readiness::default();
+        let db = match S::migrations() {
+            Some(migrations) => {
+                let db = Db::connect(&config.database).await?;
+                db.migrate(migrations).await?;
+                let probe = db.clone();
+                readiness.add(Check::new("database", move || {
+                    let db = probe.clone();
+                    async move { db.ping().await.map_err(|e| e.to_string()) }
+                }));
+                Some(db)
+            }
+            None => None,
+        };
+        if let Some(url) = &config.nats_url {
+            readiness.add(Check::nats(url.clone()));
+        }
+        if let Some(url) = &config.redis_url {
+            readiness.add(Check::redis(url.expose().clone()));
+        }
+
+        let ctx = Context {
+            config: config.clone(),
+            db: db.clone(),
+            metrics: metrics.clone(),
+        };
+        let routes = S::build(ctx)
+            .await
+            .with_context(|| format!("cannot build the {} service", S::NAME))?;
+        for check in routes.checks {
+            readiness.add(check);
+        }
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let instance = pb::instance_server::InstanceServer::new(InstanceInfo {
+            service: config.service.clone(),
+            instance: config.instance.clone(),
+            started: Instant::now(),
+        });
+        let platform = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(ready::handler).with_state(readiness.clone()),
+            )
+            .route(
+                "/metrics",
+                get(metrics::handler).with_state(metrics.clone()),
+            );
+        let app = Routes::new(platform.merge(routes.router))
+            .grpc(health_service)
+            .grpc(instance)
+            .router
+            .fallback(problem::not_found_fallback)
+            .method_not_allowed_fallback(problem::method_not_allowed_fallback)
+            .layer(DefaultBodyLimit::max(routes.body_limit))
+            .layer(from_fn(catch_panic))
+            .layer(from_fn_with_state(metrics, metrics::record))
+            .layer(from_fn(trace_request));
+
+        Ok(Self {
+            config,
+            listeners,
+            app,
+            readiness,
+            health,
+            db,
+        })
+    }
+
+    /// The address HTTP and gRPC are served on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listeners[0]
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets
+    /// in-flight requests finish (up to the configured drain time) and
+    /// closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self {
+            config,
+            listeners,
+            app,
+            readiness,
+            health,
+            db,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        // The gRPC health service follows /readyz.
+        let health_task = tokio::spawn(async move {
+            loop {
+                let status = if readiness.is_ready().await {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                health.set_service_status("", status).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+
+        let serving = futures_util::future::try_join_all(listeners.into_iter().map(|listener| {
+            axum::serve(listener, app.clone())
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future()
+        }));
+        let drain_deadline = async {
+            stopped(stop_rx.clone()).await;
+            tokio::time::sleep(config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = serving => { result.context("the server failed")?; }
+            () = drain_deadline => {
+                tracing::warn!(timeout = ?config.shutdown_timeout, "in-flight requests did not finish in time; exiting anyway");
+            }
+        };
+        health_task.abort();
+        if let Some(db) = db {
+            db.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one service process to completion: telemetry, build, serve until
+/// SIGTERM/SIGINT (or stdin closing, when the launcher asked for that),
+/// drain, exit.
+pub async fn serve<S: Service>(config: Config) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init(&config)?;
+    let watch_stdin = config.exit_on_stdin_close;
+    let server = Server::build::<S>(config.clone()).await?;
+    tracing::info!(
+        service = S::NAME,
+        instance = %config.instance,
+        addr = %server.local_addr(),
+        shared = ?config.shared_listen,
+        "listening for HTTP and gRPC"
+    );
+    server
+        .run_until(async move {
+            let why = shutdown::signal(watch_stdin).await;
+            tracing::info!(reason = why, "shutting down: draining in-flight requests");
+        })
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds with SO_REUSEPORT so several processes share one port and the
+/// kernel spreads connections across them.
+fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Opens a span per request carrying the trace id (from an incoming W3C
+/// `traceparent`, or new) and a request id, so every log line written while
+/// handling it names both; echoes `X-Request-Id` on the response.
+async fn trace_request(mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        trace_id = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        // Handlers and proxies pass it on to whatever they call.
+        req.headers_mut().insert("x-request-id", value);
+    }
+    let _ = span.set_parent(telemetry::extract_http(req.headers()));
+    span.record("trace_id", telemetry::trace_id(&span));
+    let mut response = next.run(req).instrument(span.clone()).await;
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status();
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), "request done");
+        }
+    });
+    response
+}
+
+/// A panicking handler answers 500 instead of dropping the connection.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Problem::internal(&*anyhow::anyhow!("handler panicked: {message}")).into_response()
+        }
+    }
+}
+
+/// `bazaar.platform.v1.Instance`, served by every process.
+struct InstanceInfo {
+    service: String,
+    instance: String,
+    started: Instant,
+}
+
+#[tonic::async_trait]
+impl pb::instance_server::Instance for InstanceInfo {
+    async fn describe(
+        &self,
+        _request: tonic::Request<pb::DescribeRequest>,
+    ) -> Result<tonic::Response<pb::DescribeResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::DescribeResponse {
+            service: self.service.clone(),
+            instance: self.instance.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
+        }))
+    }
+}

@@ -1,0 +1,310 @@
+//! Service tests of the gateway: real gateway, real upstream processes'
+//! runtime (the platform server) on port 0, called over real sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::routing::{any, get};
+use bazaar_gateway::Gateway;
+use bazaar_platform::config::Config;
+use bazaar_platform::server::{Context, Routes, Server, Service};
+use futures_util::StreamExt as _;
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+
+/// An upstream that tells what reached it and which instance it is.
+struct Upstream;
+
+impl Service for Upstream {
+    const NAME: &'static str = "catalog";
+
+    async fn build(ctx: Context) -> anyhow::Result<Routes> {
+        let instance = ctx.config().instance.clone();
+        let echo = move |req: Request| {
+            let instance = instance.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                let header = |name: &str| {
+                    parts
+                        .headers
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                };
+                axum::Json(json!({
+                    "instance": instance,
+                    "method": parts.method.as_str(),
+                    "path_and_query": parts.uri.path_and_query().unwrap().as_str(),
+                    "body": String::from_utf8_lossy(&body),
+                    "traceparent": header("traceparent"),
+                    "request_id": header("x-request-id"),
+                    "authorization": header("authorization"),
+                }))
+            }
+        };
+        let router = Router::new()
+            .route("/api/v1/products/stream", get(stream))
+            .route(
+                "/api/v1/products/fail",
+                get(|| async { bazaar_platform::Problem::service_unavailable("catalog is sad") }),
+            )
+            .route("/api/v1/products", any(echo.clone()))
+            .route("/api/v1/products/{*rest}", any(echo));
+        Ok(Routes::new(router))
+    }
+}
+
+/// Lets the stream's second event go.
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Sends "first", then writes "second" only when the test says so: a
+/// client must see the first part before the second is written.
+async fn stream() -> axum::response::Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        tx.send(Ok("data: first\n\n".into())).await.unwrap();
+        RELEASE.notified().await;
+        let _ = tx.send(Ok("data: second\n\n".into())).await;
+    });
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .unwrap()
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start<S: Service>(edit: impl FnOnce(&mut Config)) -> Running {
+    bazaar_platform::telemetry::init_for_tests();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_test(S::NAME, dir.path());
+    config.shutdown_timeout = Duration::from_millis(100);
+    edit(&mut config);
+    let server = Server::build::<S>(config).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run_until(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
+
+async fn upstreams(n: usize) -> Vec<Running> {
+    let mut all = Vec::new();
+    for i in 0..n {
+        all.push(start::<Upstream>(|c| c.instance = format!("catalog-{i}")).await);
+    }
+    all
+}
+
+async fn gateway(catalog: &[Running]) -> Running {
+    let urls = catalog
+        .iter()
+        .map(|r| r.url().parse().unwrap())
+        .collect::<Vec<_>>();
+    start::<Gateway>(|c| {
+        c.upstreams.insert("catalog".into(), urls);
+    })
+    .await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn proxies_method_path_query_body_and_headers() {
+    let catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let res = client()
+        .patch(format!("{}/api/v1/products/42?x=1&y=2", gw.url()))
+        .header("authorization", "Bearer abc")
+        .header("traceparent", incoming)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["method"], "PATCH");
+    assert_eq!(seen["path_and_query"], "/api/v1/products/42?x=1&y=2");
+    assert_eq!(seen["body"], "hello");
+    assert_eq!(seen["authorization"], "Bearer abc");
+    assert_eq!(seen["request_id"], request_id.as_str(), "the same request id end to end");
+    let traceparent = seen["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace, the gateway's span as parent: {traceparent}"
+    );
+    assert!(!traceparent.contains("00f067aa0ba902b7"));
+}
+
+#[tokio::test]
+async fn unknown_and_absent_services_are_problems() {
+    let catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    let res = client()
+        .get(format!("{}/api/v1/nothing-here", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = client()
+        .get(format!("{}/api/v1/orders", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let p: Value = res.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("orders"), "{p}");
+}
+
+#[tokio::test]
+async fn upstream_problems_pass_through() {
+    let catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    let res = client()
+        .get(format!("{}/api/v1/products/fail", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["detail"], "catalog is sad", "the service's own words");
+}
+
+#[tokio::test]
+async fn too_large_bodies_are_refused_before_the_upstream() {
+    let catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    let res = client()
+        .post(format!("{}/api/v1/products", gw.url()))
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn balances_over_instances_and_survives_losing_one() {
+    let mut catalog = upstreams(2).await;
+    let gw = gateway(&catalog).await;
+    let http = client();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..40 {
+        let v: Value = http
+            .get(format!("{}/api/v1/products", gw.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        *seen.entry(v["instance"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 2, "both instances served: {seen:?}");
+
+    catalog[1].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let res = http
+            .get(format!("{}/api/v1/products", gw.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "a GET is retried on the live instance");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["instance"], "catalog-0");
+    }
+
+    let status: Value = http
+        .get(format!("{}/api/v1/status", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let instances = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "catalog")
+        .unwrap()["instances"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(instances[0]["healthy"], true);
+    assert_eq!(instances[0]["instance"], "catalog-0");
+    assert_eq!(instances[0]["pid"], std::process::id());
+    assert_eq!(instances[1]["healthy"], false);
+}
+
+#[tokio::test]
+async fn every_instance_down_is_a_fast_503() {
+    let mut catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    catalog[0].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..8 {
+        let res = client()
+            .get(format!("{}/api/v1/products", gw.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+}
+
+#[tokio::test]
+async fn event_streams_pass_through_unbuffered() {
+    let catalog = upstreams(1).await;
+    let gw = gateway(&catalog).await;
+    let res = client()
+        .get(format!("{}/api/v1/products/stream", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.bytes_stream();
+    // If the gateway buffered the body, the first event would never come
+    // while the upstream holds the second back.
+    let first = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("the first event arrives while the upstream is still writing")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"data: first\n\n");
+    RELEASE.notify_one();
+    let second = body.next().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"data: second\n\n");
+}
