@@ -1,1 +1,41 @@
 //! Outbound calls: deadline, retries, circuit breaker, concurrency limit, balancing.
+//!
+//! Every call a service makes to another goes through a [`Stack`]: it takes a
+//! concurrency permit for the upstream, picks an instance from [`Endpoints`]
+//! by power of two choices among those whose circuit breaker admits a call,
+//! bounds the attempt by what is left of the deadline, and retries with full
+//! jitter only when that cannot do a side effect twice. [`HttpClient`] and
+//! [`GrpcClient`] are thin wrappers that classify HTTP statuses and gRPC codes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bazaar_platform::client::CallError> {
+//! use bazaar_platform::client::{Endpoints, HttpClient, Policy};
+//! let urls = vec!["http://127.0.0.1:7001".parse().unwrap()];
+//! let catalog = HttpClient::new(Endpoints::new("catalog", urls), Policy::default());
+//! let response = catalog.get("/api/v1/products").await?;
+//! # let _ = response; Ok(()) }
+//! ```
+
+mod breaker;
+mod endpoints;
+mod error;
+mod grpc_client;
+mod http_client;
+mod policy;
+mod stack;
+
+pub use breaker::{BreakerPolicy, BreakerState};
+pub use endpoints::Endpoints;
+pub use error::{CallError, Side, UpstreamStatus};
+pub use grpc_client::GrpcClient;
+pub use http_client::HttpClient;
+pub use policy::Policy;
+pub use stack::{Failure, Idempotency, Retry, Stack, Target};
+
+/// Locks a std mutex, shrugging off poisoning: the guarded state is a few
+/// counters that stay consistent even if a holder panicked.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
