@@ -1,0 +1,12 @@
+//! The Bazaar command line as a library: `bazaar up` runs the whole fleet on
+//! one machine, `bazaar serve SERVICE` runs one service (what a container
+//! runs), `bazaar bench` measures the fleet. `main.rs` only parses and
+//! dispatches, so the system tests can share the service registry and the
+//! `/proc` helpers with the binary they drive.
+
+pub mod bench;
+pub mod cli;
+pub mod procfs;
+pub mod registry;
+pub mod serve;
+pub mod up;
