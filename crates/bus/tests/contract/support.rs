@@ -1,0 +1,249 @@
+//! What the contract tests stand on: the adapters under test, service
+//! databases, and a payload type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bazaar_bus::embedded::EmbeddedLog;
+use bazaar_bus::nats::NatsBroker;
+use bazaar_bus::{Broker, Consumer, Envelope, Event, outbox, schema};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row};
+
+/// The test payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub n: u32,
+}
+
+impl Event for Item {
+    const TOPIC: &'static str = "test.item.changed";
+    const VERSION: u32 = 1;
+}
+
+impl Item {
+    pub fn topic() -> String {
+        Self::TOPIC.to_owned()
+    }
+    pub fn envelope(subject: &str, n: u32) -> Envelope {
+        Envelope::new("test", Some(subject), &Item { n }).unwrap()
+    }
+}
+
+/// One adapter under test, with a fresh log of its own.
+pub struct Under {
+    pub name: &'static str,
+    pub broker: Arc<dyn Broker>,
+    _dir: tempfile::TempDir,
+}
+
+/// How long a delivery stays with a consumer that neither acks nor nacks.
+pub const LEASE: Duration = Duration::from_secs(1);
+
+/// The embedded log always; NATS JetStream when `BAZAAR_TEST_NATS_URL` is set.
+pub async fn brokers() -> Vec<Under> {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedLog::open(&dir.path().join("events.db"))
+        .await
+        .unwrap()
+        .with_lease(LEASE);
+    let mut all = vec![Under {
+        name: "embedded",
+        broker: Arc::new(embedded),
+        _dir: dir,
+    }];
+    match std::env::var("BAZAAR_TEST_NATS_URL") {
+        Ok(url) => {
+            let stream = format!("T{}", uuid::Uuid::now_v7().simple()).to_uppercase();
+            let nats = NatsBroker::connect(&url, &stream)
+                .await
+                .unwrap()
+                .with_ack_wait(LEASE);
+            all.push(Under {
+                name: "nats",
+                broker: Arc::new(nats),
+                _dir: tempfile::tempdir().unwrap(),
+            });
+        }
+        Err(_) => eprintln!("NATS part skipped: BAZAAR_TEST_NATS_URL is unset"),
+    }
+    all
+}
+
+/// Receives exactly `n` deliveries (acking them if asked), failing the test
+/// if they do not come.
+pub async fn receive(consumer: &mut dyn Consumer, n: usize, ack: bool) -> Vec<Envelope> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let d = consumer
+            .next(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("only {} of {n} events arrived", got.len()));
+        if ack {
+            d.acker.ack().await.unwrap();
+        }
+        got.push(d.envelope);
+    }
+    got
+}
+
+/// A service's own database with the backbone's tables and an `effects`
+/// table without a unique constraint (so double handling would show).
+pub struct ServiceDb {
+    pub name: &'static str,
+    pub pool: AnyPool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+const EFFECTS: &str = "CREATE TABLE effects (event_id TEXT NOT NULL)";
+
+/// SQLite always; PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set.
+pub async fn service_dbs() -> Vec<ServiceDb> {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("svc.db").display());
+    // As the platform opens a service's SQLite database: WAL, a busy timeout.
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(
+                    &mut *conn,
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut all = vec![ServiceDb {
+        name: "sqlite",
+        pool,
+        _dir: Some(dir),
+    }];
+    if let Ok(base) = std::env::var("BAZAAR_TEST_POSTGRES_URL") {
+        let name = format!("bazaar_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = AnyPool::connect(&base).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let mut url = url::Url::parse(&base).unwrap();
+        url.set_path(&format!("/{name}"));
+        let pool = AnyPool::connect(url.as_str()).await.unwrap();
+        all.push(ServiceDb {
+            name: "postgres",
+            pool,
+            _dir: None,
+        });
+    } else {
+        eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset");
+    }
+    for db in &all {
+        schema::ensure(&db.pool).await.unwrap();
+        sqlx::query(EFFECTS).execute(&db.pool).await.unwrap();
+        sqlx::query("CREATE TABLE state (n BIGINT NOT NULL)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    all
+}
+
+impl ServiceDb {
+    /// A state change and its event, in one transaction; returns the event id.
+    pub async fn produce(&self, n: u32) -> String {
+        let mut tx = self.pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO state (n) VALUES ($1)")
+            .bind(i64::from(n))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let e = outbox::append(&mut tx, "test", Some(&format!("s{}", n % 4)), &Item { n })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        e.id
+    }
+
+    /// How many times the event's effect was recorded.
+    pub async fn effects(&self, id: &str) -> i64 {
+        sqlx::query("SELECT COUNT(*) FROM effects WHERE event_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// How many distinct events have effects.
+    pub async fn distinct_effects(&self) -> i64 {
+        sqlx::query("SELECT COUNT(DISTINCT event_id) FROM effects")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Events committed and not yet published.
+    pub async fn outbox_len(&self) -> i64 {
+        sqlx::query("SELECT COUNT(*) FROM bazaar_outbox")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `nats-server` from PATH, or Debian's /usr/sbin/nats-server.
+pub fn nats_server_binary() -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let sbin = std::path::PathBuf::from("/usr/sbin/nats-server");
+        sbin.is_file().then_some(sbin)
+    })
+}
+
+/// Starts a private JetStream server on `port` storing in `dir`, and waits
+/// until it accepts connections.
+pub async fn start_nats(
+    binary: &std::path::Path,
+    port: u16,
+    dir: &std::path::Path,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nats-server did not start on port {port}");
+}
