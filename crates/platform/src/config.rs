@@ -53,9 +53,14 @@ pub const VARS: &[Var] = &[
         help: "postgres://… URL of the service's own database, created if missing on that server; or sqlite://PATH.",
     },
     Var {
+        name: "BAZAAR_EVENT_LOG",
+        default: "<data dir>/../events.db",
+        help: "File of the embedded event log, shared by every local process; used when BAZAAR_NATS_URL is unset.",
+    },
+    Var {
         name: "BAZAAR_NATS_URL",
         default: "unset (embedded event log)",
-        help: "nats://host:port of NATS JetStream; /readyz fails while it is unreachable.",
+        help: "nats://host:port[/STREAM] of NATS JetStream; events go there instead of the embedded log. STREAM (default BAZAAR) names the JetStream stream.",
     },
     Var {
         name: "BAZAAR_REDIS_URL",
@@ -173,6 +178,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The service's own database.
     pub database: DatabaseConfig,
+    /// The embedded event log's file (used without NATS).
+    pub event_log: PathBuf,
     /// NATS JetStream, when events go through it.
     pub nats_url: Option<Url>,
     /// Redis, when shared fast state lives there.
@@ -206,6 +213,17 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The JetStream stream named by the NATS URL's path (default `BAZAAR`).
+    pub fn nats_stream(&self) -> Option<String> {
+        let url = self.nats_url.as_ref()?;
+        let name = url.path().trim_matches('/');
+        Some(if name.is_empty() {
+            "BAZAAR".to_owned()
+        } else {
+            name.to_ascii_uppercase()
+        })
+    }
+
     /// Reads the configuration of `service` from the process environment.
     pub fn from_env(service: &str, default_port: u16) -> Result<Self, ConfigError> {
         Self::from_vars(service, default_port, std::env::vars())
@@ -256,7 +274,11 @@ impl Config {
                     DatabaseConfig::Sqlite(PathBuf::from(path))
                 } else {
                     let url = Url::parse(v).map_err(|e| {
-                        err("BAZAAR_DATABASE_URL", "[redacted]", &format!("not a URL: {e}"))
+                        err(
+                            "BAZAAR_DATABASE_URL",
+                            "[redacted]",
+                            &format!("not a URL: {e}"),
+                        )
                     })?;
                     if !matches!(url.scheme(), "postgres" | "postgresql") {
                         return Err(err(
@@ -276,9 +298,31 @@ impl Config {
                 }
             }
         };
+        let event_log = get("BAZAAR_EVENT_LOG").map_or_else(
+            || {
+                data_dir
+                    .parent()
+                    .unwrap_or_else(|| std::path::Path::new("."))
+                    .join("events.db")
+            },
+            PathBuf::from,
+        );
         let nats_url = get("BAZAAR_NATS_URL")
             .map(|v| parse_url("BAZAAR_NATS_URL", v, &["nats"]))
             .transpose()?;
+        if let Some(url) = &nats_url {
+            let stream = url.path().trim_matches('/');
+            if !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(
+                    "BAZAAR_NATS_URL",
+                    url.as_str(),
+                    "the path names the stream: letters, digits, _ and - only",
+                ));
+            }
+        }
         let redis_url = get("BAZAAR_REDIS_URL")
             .map(|v| parse_url("BAZAAR_REDIS_URL", v, &["redis"]).map(Secret::new))
             .transpose()?;
@@ -296,7 +340,11 @@ impl Config {
                 urls.push(parse_url(key, part, &["http"])?);
             }
             if urls.is_empty() {
-                return Err(err(key, value, "expected one or more comma-separated http:// URLs"));
+                return Err(err(
+                    key,
+                    value,
+                    "expected one or more comma-separated http:// URLs",
+                ));
             }
             upstreams.insert(name.to_ascii_lowercase(), urls);
         }
@@ -304,7 +352,13 @@ impl Config {
         let environment = match get("BAZAAR_ENV").unwrap_or("development") {
             "development" | "dev" => Environment::Development,
             "production" | "prod" => Environment::Production,
-            other => return Err(err("BAZAAR_ENV", other, "expected development or production")),
+            other => {
+                return Err(err(
+                    "BAZAAR_ENV",
+                    other,
+                    "expected development or production",
+                ));
+            }
         };
         let log_filter = get("BAZAAR_LOG").unwrap_or("info").to_owned();
         tracing_subscriber::EnvFilter::try_new(&log_filter)
@@ -314,7 +368,11 @@ impl Config {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
             other => {
-                return Err(err("BAZAAR_LOG_FORMAT", other, "expected auto, json or pretty"));
+                return Err(err(
+                    "BAZAAR_LOG_FORMAT",
+                    other,
+                    "expected auto, json or pretty",
+                ));
             }
         };
         let shutdown_timeout = match get("BAZAAR_SHUTDOWN_TIMEOUT") {
@@ -328,7 +386,10 @@ impl Config {
             other => return Err(err("BAZAAR_EXIT_ON_STDIN_CLOSE", other, "expected 0 or 1")),
         };
         let otlp_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .map(|v| parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", v, &["http", "https"]).map(|_| v.to_owned()))
+            .map(|v| {
+                parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", v, &["http", "https"])
+                    .map(|_| v.to_owned())
+            })
             .transpose()?;
 
         Ok(Self {
@@ -338,6 +399,7 @@ impl Config {
             shared_listen,
             data_dir,
             database,
+            event_log,
             nats_url,
             redis_url,
             upstreams,
@@ -360,6 +422,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shared_listen: None,
             database: DatabaseConfig::Sqlite(data_dir.join(format!("{service}.db"))),
+            event_log: data_dir.join("events.db"),
             data_dir,
             nats_url: None,
             redis_url: None,
@@ -433,6 +496,7 @@ mod tests {
             c.database,
             DatabaseConfig::Sqlite(PathBuf::from("data/catalog/catalog.db"))
         );
+        assert_eq!(c.event_log, PathBuf::from("data/events.db"));
         assert_eq!(c.environment, Environment::Development);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         assert!(c.upstreams.is_empty());
@@ -444,7 +508,10 @@ mod tests {
             "gateway",
             8080,
             vars(&[
-                ("BAZAAR_UPSTREAM_CATALOG", "http://127.0.0.1:1, http://127.0.0.1:2"),
+                (
+                    "BAZAAR_UPSTREAM_CATALOG",
+                    "http://127.0.0.1:1, http://127.0.0.1:2",
+                ),
                 ("BAZAAR_UPSTREAM_IDENTITY", "http://127.0.0.1:3"),
             ]),
         )
@@ -460,6 +527,7 @@ mod tests {
             ("BAZAAR_DATABASE_URL", "mysql://x/y"),
             ("BAZAAR_DATABASE_URL", "postgres://host"),
             ("BAZAAR_NATS_URL", "http://x"),
+            ("BAZAAR_NATS_URL", "nats://x/a.b"),
             ("BAZAAR_UPSTREAM_CATALOG", "ftp://x"),
             ("BAZAAR_UPSTREAM_CATALOG", ","),
             ("BAZAAR_ENV", "staging"),
@@ -479,7 +547,10 @@ mod tests {
         let c = Config::from_vars(
             "catalog",
             1,
-            vars(&[("BAZAAR_DATABASE_URL", "postgres://u:hunter2@h/bazaar_catalog")]),
+            vars(&[(
+                "BAZAAR_DATABASE_URL",
+                "postgres://u:hunter2@h/bazaar_catalog",
+            )]),
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

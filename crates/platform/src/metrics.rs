@@ -107,6 +107,11 @@ impl Metrics {
             .register(name, help, metric);
     }
 
+    /// Registers several metrics at once (e.g. a library's families).
+    pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -197,7 +202,10 @@ mod tests {
                 "/boom",
                 get(|| async { http::StatusCode::INTERNAL_SERVER_ERROR }),
             )
-            .layer(axum::middleware::from_fn_with_state(metrics.clone(), record));
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                record,
+            ));
         for path in ["/items/1", "/items/2", "/boom", "/nowhere"] {
             app.clone()
                 .oneshot(Request::get(path).body(Body::empty()).unwrap())
@@ -214,7 +222,13 @@ mod tests {
             text.contains(r#"http_request_errors_total{service="catalog",instance="catalog-0",method="GET",route="/boom"} 1"#),
             "{text}"
         );
-        assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
-        assert!(!text.contains("/items/1"), "raw paths must not become labels");
+        assert!(
+            text.contains("http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("/items/1"),
+            "raw paths must not become labels"
+        );
     }
 }

@@ -218,9 +218,10 @@ fn problem_from_json_rejection(rejection: &JsonRejection) -> Problem {
             };
             Problem::validation(vec![FieldError { field, message }])
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            Problem::bad_request(format!("The body is not valid JSON: {}", strip_prefix(&e.body_text())))
-        }
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
+            "The body is not valid JSON: {}",
+            strip_prefix(&e.body_text())
+        )),
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Send the body as JSON with `Content-Type: application/json`.",

@@ -17,8 +17,7 @@ use url::Url;
 
 use crate::problem::{Json, Problem};
 
-type CheckFn =
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
+type CheckFn = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
 
 /// One named dependency check.
 #[derive(Clone)]
@@ -190,8 +189,12 @@ mod tests {
             .unwrap()
             .port();
         let mut r = Readiness::default();
-        r.add(Check::redis(format!("redis://127.0.0.1:{port}").parse().unwrap()));
-        r.add(Check::nats(format!("nats://127.0.0.1:{port}").parse().unwrap()));
+        r.add(Check::redis(
+            format!("redis://127.0.0.1:{port}").parse().unwrap(),
+        ));
+        r.add(Check::nats(
+            format!("nats://127.0.0.1:{port}").parse().unwrap(),
+        ));
         assert!(r.run().await.iter().all(|o| !o.ok));
     }
 

@@ -35,10 +35,14 @@ use bazaar_proto::platform::v1 as pb;
 
 use crate::config::Config;
 use crate::db::{Db, Migrations};
+use crate::events::{self, Events, Subscription};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::ready::{Check, Readiness};
 use crate::{metrics, problem, ready, shutdown, telemetry};
+use bazaar_bus::metrics::BusMetrics;
+use bazaar_bus::outbox::{Relay, RelayOptions};
+use std::sync::Arc;
 
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -63,6 +67,7 @@ pub trait Service: Send + 'static {
 pub struct Context {
     config: Config,
     db: Option<Db>,
+    events: Option<Events>,
     metrics: Metrics,
 }
 
@@ -80,6 +85,16 @@ impl Context {
         self.db
             .clone()
             .context("this service declares no migrations, so it has no database")
+    }
+
+    /// The service's outbox, to publish events in its own transactions.
+    ///
+    /// # Errors
+    /// When the service has no database (the outbox lives there).
+    pub fn events(&self) -> anyhow::Result<Events> {
+        self.events
+            .clone()
+            .context("events need the service's own database: declare migrations")
     }
 
     /// The metrics registry, for the service's own metrics.
@@ -102,6 +117,7 @@ impl Context {
 pub struct Routes {
     router: Router,
     checks: Vec<Check>,
+    subscriptions: Vec<Subscription>,
     body_limit: usize,
 }
 
@@ -111,6 +127,7 @@ impl Routes {
         Self {
             router: http,
             checks: Vec::new(),
+            subscriptions: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -142,6 +159,14 @@ impl Routes {
         self
     }
 
+    /// Runs `subscription`'s handler for every event of its topics, in the
+    /// service's own database transactions (inbox, dead-lettering: see
+    /// `bazaar_bus::subscription`).
+    pub fn subscribe(mut self, subscription: Subscription) -> Self {
+        self.subscriptions.push(subscription);
+        self
+    }
+
     /// Changes the largest request body accepted (413 above it).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -158,15 +183,16 @@ pub struct Server {
     readiness: Readiness,
     health: tonic_health::server::HealthReporter,
     db: Option<Db>,
+    events: Option<Events>,
+    subscriptions: Vec<Subscription>,
 }
 
 impl Server {
     /// Binds the port, opens and migrates the database, and builds the
     /// service's routes with the platform's around them.
     pub async fn build<S: Service>(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create data dir {}", config.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let mut listeners = vec![
             TcpListener::bind(config.listen)
                 .await
@@ -181,29 +207,33 @@ impl Server {
 
         let metrics = Metrics::new(&config.service, &config.instance);
         let mut readiness = Readiness::default();
-        let db = match S::migrations() {
+        let (db, events) = match S::migrations() {
             Some(migrations) => {
                 let db = Db::connect(&config.database).await?;
                 db.migrate(migrations).await?;
+                bazaar_bus::schema::ensure(db.pool()).await?;
                 let probe = db.clone();
                 readiness.add(Check::new("database", move || {
                     let db = probe.clone();
                     async move { db.ping().await.map_err(|e| e.to_string()) }
                 }));
-                Some(db)
+                let broker = events::connect(&config).await?;
+                let probe = broker.clone();
+                readiness.add(Check::new("events", move || {
+                    let broker = probe.clone();
+                    async move { broker.ping().await.map_err(|e| e.to_string()) }
+                }));
+                let bus_metrics = BusMetrics::default();
+                metrics.register_with(|r| bus_metrics.register(r));
+                (Some(db), Some(Events::new(S::NAME, broker, bus_metrics)))
             }
-            None => None,
+            None => (None, None),
         };
-        if let Some(url) = &config.nats_url {
-            readiness.add(Check::nats(url.clone()));
-        }
-        if let Some(url) = &config.redis_url {
-            readiness.add(Check::redis(url.expose().clone()));
-        }
 
         let ctx = Context {
             config: config.clone(),
             db: db.clone(),
+            events: events.clone(),
             metrics: metrics.clone(),
         };
         let routes = S::build(ctx)
@@ -212,6 +242,13 @@ impl Server {
         for check in routes.checks {
             readiness.add(check);
         }
+        if !routes.subscriptions.is_empty() && events.is_none() {
+            anyhow::bail!(
+                "{} subscribes to events but has no database for its inbox: declare migrations",
+                S::NAME
+            );
+        }
+        let subscriptions = routes.subscriptions;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         let instance = pb::instance_server::InstanceServer::new(InstanceInfo {
@@ -221,10 +258,7 @@ impl Server {
         });
         let platform = Router::new()
             .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(ready::handler).with_state(readiness.clone()),
-            )
+            .route("/readyz", get(ready::handler).with_state(readiness.clone()))
             .route(
                 "/metrics",
                 get(metrics::handler).with_state(metrics.clone()),
@@ -247,6 +281,8 @@ impl Server {
             readiness,
             health,
             db,
+            events,
+            subscriptions,
         })
     }
 
@@ -260,7 +296,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting, lets
     /// in-flight requests finish (up to the configured drain time) and
     /// closes the database.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Self {
             config,
             listeners,
@@ -268,6 +307,8 @@ impl Server {
             readiness,
             health,
             db,
+            events,
+            subscriptions,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -291,6 +332,45 @@ impl Server {
             }
         });
 
+        // The event side stops after HTTP has drained, so what requests
+        // committed is still published before exit.
+        let (events_stop_tx, events_stop_rx) = watch::channel(false);
+        let mut background = Vec::new();
+        if let (Some(db), Some(events)) = (&db, &events) {
+            let relay = Relay::new(
+                db.pool().clone(),
+                events.broker().clone(),
+                events.metrics().clone(),
+                RelayOptions::default(),
+            );
+            let wake = events.waker();
+            let relay_wake = relay.waker();
+            // Services wake their Events handle; forward it to the relay.
+            background.push(tokio::spawn({
+                let stop = stopped(events_stop_rx.clone());
+                async move {
+                    tokio::pin!(stop);
+                    loop {
+                        tokio::select! {
+                            () = &mut stop => break,
+                            () = wake.notified() => relay_wake.notify_one(),
+                        }
+                    }
+                }
+            }));
+            background.push(tokio::spawn(relay.run(stopped(events_stop_rx.clone()))));
+            for mut sub in subscriptions {
+                sub.handler = Arc::new(events::Traced(sub.handler));
+                background.push(tokio::spawn(bazaar_bus::subscription::run(
+                    sub,
+                    db.pool().clone(),
+                    events.broker().clone(),
+                    events.metrics().clone(),
+                    stopped(events_stop_rx.clone()),
+                )));
+            }
+        }
+
         let serving = futures_util::future::try_join_all(listeners.into_iter().map(|listener| {
             axum::serve(listener, app.clone())
                 .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -307,6 +387,14 @@ impl Server {
             }
         };
         health_task.abort();
+        let _ = events_stop_tx.send(true);
+        let settle = futures_util::future::join_all(background);
+        if tokio::time::timeout(Duration::from_secs(5), settle)
+            .await
+            .is_err()
+        {
+            tracing::warn!("event tasks did not stop in time");
+        }
         if let Some(db) = db {
             db.close().await;
         }

@@ -131,9 +131,7 @@ pub fn init(config: &crate::Config) -> anyhow::Result<Guard> {
             .with_span_list(false)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .with_ansi(terminal)
-            .boxed()
+        tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
     // Spans reach OpenTelemetry at info and above whatever the log filter
     // says, so trace context flows even when logs are quiet.
@@ -166,4 +164,18 @@ pub fn init_for_tests() {
 /// The trace id of `span` as 32 hex digits (all zeros without a context).
 pub fn trace_id(span: &tracing::Span) -> String {
     span.context().span().span_context().trace_id().to_string()
+}
+
+/// The W3C `traceparent` naming `span`, if it has a valid trace context.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

@@ -26,6 +26,39 @@ struct NewNote {
     body: String,
 }
 
+/// The event a new note announces.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NoteAdded {
+    id: String,
+}
+
+impl bazaar_bus::Event for NoteAdded {
+    const TOPIC: &'static str = "notes.note.added";
+    const VERSION: u32 = 1;
+}
+
+/// Records every note event it sees, with the trace it arrived in.
+struct Seen;
+
+#[async_trait::async_trait]
+impl bazaar_bus::subscription::Handler for Seen {
+    async fn handle(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        event: &bazaar_bus::Envelope,
+    ) -> anyhow::Result<()> {
+        let note: NoteAdded = event.decode()?;
+        let trace_id = bazaar_platform::telemetry::trace_id(&tracing::Span::current());
+        sqlx::query("INSERT INTO seen (event_id, note_id, trace_id) VALUES ($1, $2, $3)")
+            .bind(&event.id)
+            .bind(&note.id)
+            .bind(trace_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
 impl Service for Notes {
     const NAME: &'static str = "notes";
 
@@ -35,11 +68,30 @@ impl Service for Notes {
 
     async fn build(ctx: Context) -> anyhow::Result<Routes> {
         let db = ctx.db()?;
+        let events = ctx.events()?;
+        let seen_db = db.clone();
         let router = Router::new()
+            .route(
+                "/seen",
+                get(move || {
+                    let db = seen_db.clone();
+                    async move {
+                        let rows =
+                            sqlx::query("SELECT note_id, trace_id FROM seen ORDER BY note_id")
+                                .fetch_all(db.pool())
+                                .await
+                                .map_err(|e| Problem::internal(&e))?;
+                        let seen: Vec<(String, String)> =
+                            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                        Ok::<_, Problem>(Json(seen))
+                    }
+                }),
+            )
             .route(
                 "/notes",
                 post(move |Json(n): Json<NewNote>| {
                     let db = db.clone();
+                    let events = events.clone();
                     async move {
                         if n.body.is_empty() {
                             return Err(Problem::validation(vec![
@@ -49,14 +101,26 @@ impl Service for Notes {
                                 },
                             ]));
                         }
+                        let mut tx = db.pool().begin().await.map_err(|e| Problem::internal(&e))?;
                         let r = sqlx::query("INSERT INTO notes (id, body, n) VALUES ($1, $2, 0)")
                             .bind(&n.id)
                             .bind(&n.body)
-                            .execute(db.pool())
+                            .execute(&mut *tx)
                             .await;
                         match r {
-                            Ok(_) => Ok(http::StatusCode::CREATED),
-                            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                            Ok(_) => {
+                                events
+                                    .append(&mut tx, Some(&n.id), &NoteAdded { id: n.id.clone() })
+                                    .await
+                                    .map_err(|e| Problem::internal(&e))?;
+                                tx.commit().await.map_err(|e| Problem::internal(&e))?;
+                                events.committed();
+                                Ok(http::StatusCode::CREATED)
+                            }
+                            Err(e)
+                                if e.as_database_error()
+                                    .is_some_and(|d| d.is_unique_violation()) =>
+                            {
                                 Err(Problem::conflict("a note with this id exists"))
                             }
                             Err(e) => Err(Problem::internal(&e)),
@@ -91,7 +155,19 @@ impl Service for Notes {
                         .unwrap_or_default()
                 }),
             );
-        Ok(Routes::new(router).body_limit(1024))
+        let mut routes = Routes::new(router);
+        if let Some(redis) = &ctx.config().redis_url {
+            // As a service that keeps state in Redis would.
+            routes =
+                routes.ready_check(bazaar_platform::ready::Check::redis(redis.expose().clone()));
+        }
+        Ok(routes
+            .body_limit(1024)
+            .subscribe(bazaar_bus::subscription::Subscription::new(
+                "notes-seen",
+                &["notes.note.added"],
+                Seen,
+            )))
     }
 }
 
@@ -135,7 +211,8 @@ impl App {
     }
     async fn problem(&self, res: reqwest::Response) -> Problem {
         assert_eq!(
-            res.headers()["content-type"], "application/problem+json",
+            res.headers()["content-type"],
+            "application/problem+json",
             "not a problem document"
         );
         res.json().await.unwrap()
@@ -160,7 +237,10 @@ async fn health_ready_and_metrics() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains(r#"route="/readyz",status="2xx"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"route="/readyz",status="2xx"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("http_requests_in_flight"), "{text}");
 }
 
@@ -237,13 +317,17 @@ async fn bad_input_is_problem_json_and_changes_nothing() {
     let res = app.http.get(app.url("/panic")).send().await.unwrap();
     assert_eq!(res.status(), 500);
     let p = app.problem(res).await;
-    assert!(!p.detail.contains("boom"), "panic text must not leak: {p:?}");
+    assert!(
+        !p.detail.contains("boom"),
+        "panic text must not leak: {p:?}"
+    );
 
     // Only the first note exists.
     let dir = app._dir.path().join("notes.db");
-    let db = bazaar_platform::db::Db::connect(&bazaar_platform::config::DatabaseConfig::Sqlite(dir))
-        .await
-        .unwrap();
+    let db =
+        bazaar_platform::db::Db::connect(&bazaar_platform::config::DatabaseConfig::Sqlite(dir))
+            .await
+            .unwrap();
     let n: i64 = sqlx::query("SELECT COUNT(*) FROM notes")
         .fetch_one(db.pool())
         .await
@@ -412,8 +496,9 @@ async fn postgres_database_is_created_and_migrated() {
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&format!("/bazaar_test_{}", uuid::Uuid::now_v7().simple()));
     let app = spawn_with(|c| {
-        c.database =
-            bazaar_platform::config::DatabaseConfig::Postgres(bazaar_platform::config::Secret::new(url));
+        c.database = bazaar_platform::config::DatabaseConfig::Postgres(
+            bazaar_platform::config::Secret::new(url),
+        );
     })
     .await;
     let res = app
@@ -436,4 +521,175 @@ async fn postgres_database_is_created_and_migrated() {
     assert_eq!(res.status(), 409);
     let res = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn events_from_a_request_reach_handlers_in_the_same_trace() {
+    let app = spawn().await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    for id in ["a", "b"] {
+        let res = app
+            .http
+            .post(app.url("/notes"))
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .body(format!(r#"{{"id":"{id}","body":"hi"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    // A refused change announces nothing.
+    let res = app
+        .http
+        .post(app.url("/notes"))
+        .header("content-type", "application/json")
+        .body(r#"{"id":"a","body":"again"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        seen = app
+            .http
+            .get(app.url("/seen"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if seen.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("a".to_owned(), trace.to_owned()),
+            ("b".to_owned(), trace.to_owned())
+        ]
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"events_published_total{service="notes",instance="notes-0",topic="notes.note.added"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"events_acked_total{service="notes",instance="notes-0",group="notes-seen"} 2"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker() {
+    let Some(binary) = [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file()) else {
+        eprintln!("skipped: no nats-server binary on this machine");
+        return;
+    };
+    let store = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        let mut child = tokio::process::Command::new(&binary);
+        child
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        async move {
+            let child = child.spawn().unwrap();
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            child
+        }
+    };
+    let mut nats = start().await;
+    let app = spawn_with(|c| {
+        c.nats_url = Some(format!("nats://127.0.0.1:{port}/READY").parse().unwrap());
+    })
+    .await;
+    let ready = |app: &App| {
+        let http = app.http.clone();
+        let url = app.url("/readyz");
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let eventually = |want: u16| {
+        let http = app.http.clone();
+        let url = app.url("/readyz");
+        async move {
+            for _ in 0..100 {
+                if http.get(&url).send().await.unwrap().status().as_u16() == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert_eq!(ready(&app).await, 200);
+    nats.kill().await.unwrap();
+    nats.wait().await.unwrap();
+    assert!(eventually(503).await, "not ready while NATS is down");
+    // Writes are still accepted: the outbox holds their events.
+    let res = app
+        .http
+        .post(app.url("/notes"))
+        .header("content-type", "application/json")
+        .body(r#"{"id":"n1","body":"during the outage"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let _nats = start().await;
+    assert!(eventually(200).await, "ready again once NATS is back");
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        seen = app
+            .http
+            .get(app.url("/seen"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "the event written during the outage was delivered"
+    );
 }
