@@ -18,8 +18,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 use bazaar_platform::client::{Endpoints, Policy, Stack};
-use bazaar_platform::server::{Context, Routes, Service};
 use bazaar_platform::server::DEFAULT_BODY_LIMIT;
+use bazaar_platform::server::{Context, Routes, Service};
 
 pub use routes::{ROUTES, route};
 
@@ -53,7 +53,10 @@ impl Service for Gateway {
         let listen = ctx.config().listen;
         if !instances.contains_key(Self::NAME) && listen.port() != 0 {
             // Run alone, the gateway still reports itself.
-            instances.insert(Self::NAME.to_owned(), vec![format!("http://{listen}").parse()?]);
+            instances.insert(
+                Self::NAME.to_owned(),
+                vec![format!("http://{listen}").parse()?],
+            );
         }
         let upstreams = instances
             .iter()

@@ -96,7 +96,9 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     let body = match axum::body::to_bytes(body, state.body_limit).await {
         Ok(bytes) => bytes,
         Err(e) if is_length_limit(&e) => return too_large(),
-        Err(_) => return Problem::bad_request("The request body could not be read.").into_response(),
+        Err(_) => {
+            return Problem::bad_request("The request body could not be read.").into_response();
+        }
     };
 
     let mut headers = parts.headers.clone();

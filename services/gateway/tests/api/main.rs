@@ -71,7 +71,9 @@ async fn stream() -> axum::response::Response {
     });
     axum::response::Response::builder()
         .header("content-type", "text/event-stream")
-        .body(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
         .unwrap()
 }
 
@@ -154,7 +156,11 @@ async fn proxies_method_path_query_body_and_headers() {
     assert_eq!(seen["path_and_query"], "/api/v1/products/42?x=1&y=2");
     assert_eq!(seen["body"], "hello");
     assert_eq!(seen["authorization"], "Bearer abc");
-    assert_eq!(seen["request_id"], request_id.as_str(), "the same request id end to end");
+    assert_eq!(
+        seen["request_id"],
+        request_id.as_str(),
+        "the same request id end to end"
+    );
     let traceparent = seen["traceparent"].as_str().unwrap();
     assert!(
         traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -227,7 +233,9 @@ async fn balances_over_instances_and_survives_losing_one() {
             .json()
             .await
             .unwrap();
-        *seen.entry(v["instance"].as_str().unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(v["instance"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 2, "both instances served: {seen:?}");
 
