@@ -3,6 +3,7 @@
 //! problem+json errors, the service's own database, resilient outbound
 //! clients and graceful shutdown. It knows no service by name.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -97,6 +97,21 @@ impl Context {
             .context("events need the service's own database: declare migrations")
     }
 
+    /// A verifier of access tokens against identity's public keys
+    /// (`BAZAAR_UPSTREAM_IDENTITY`); add it to the router as an `Extension`
+    /// so handlers can take a [`crate::auth::User`].
+    ///
+    /// # Errors
+    /// When this process was not told where identity is.
+    pub fn verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
+        let identity = self.upstream("identity");
+        anyhow::ensure!(
+            !identity.is_empty(),
+            "verifying tokens needs identity's address: set BAZAAR_UPSTREAM_IDENTITY"
+        );
+        Ok(crate::auth::Verifier::remote(identity.to_vec()))
+    }
+
     /// The metrics registry, for the service's own metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -113,12 +128,23 @@ impl Context {
 }
 
 /// A service's HTTP routes, gRPC services and extra readiness checks.
-#[derive(Debug)]
 pub struct Routes {
     router: Router,
     checks: Vec<Check>,
     subscriptions: Vec<Subscription>,
+    openapi: Option<utoipa::openapi::OpenApi>,
     body_limit: usize,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("checks", &self.checks)
+            .field("subscriptions", &self.subscriptions)
+            .field("openapi", &self.openapi.is_some())
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Routes {
@@ -128,6 +154,7 @@ impl Routes {
             router: http,
             checks: Vec::new(),
             subscriptions: Vec::new(),
+            openapi: None,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -164,6 +191,13 @@ impl Routes {
     /// `bazaar_bus::subscription`).
     pub fn subscribe(mut self, subscription: Subscription) -> Self {
         self.subscriptions.push(subscription);
+        self
+    }
+
+    /// The service's OpenAPI description (generated with utoipa), served at
+    /// `GET /openapi.json` for the gateway to merge into the public one.
+    pub fn openapi(mut self, spec: utoipa::openapi::OpenApi) -> Self {
+        self.openapi = Some(spec);
         self
     }
 
@@ -256,13 +290,23 @@ impl Server {
             instance: config.instance.clone(),
             started: Instant::now(),
         });
-        let platform = Router::new()
+        let mut platform = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready::handler).with_state(readiness.clone()))
             .route(
                 "/metrics",
                 get(metrics::handler).with_state(metrics.clone()),
             );
+        if let Some(spec) = routes.openapi {
+            let spec = Arc::new(spec);
+            platform = platform.route(
+                "/openapi.json",
+                get(move || {
+                    let spec = spec.clone();
+                    async move { axum::Json(spec.as_ref().clone()) }
+                }),
+            );
+        }
         let app = Routes::new(platform.merge(routes.router))
             .grpc(health_service)
             .grpc(instance)
@@ -372,8 +416,12 @@ impl Server {
         }
 
         let serving = futures_util::future::try_join_all(listeners.into_iter().map(|listener| {
-            axum::serve(listener, app.clone())
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
+            axum::serve(
+                listener,
+                app.clone()
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
                 .into_future()
         }));
         let drain_deadline = async {
