@@ -34,7 +34,35 @@ impl Item {
 pub struct Under {
     pub name: &'static str,
     pub broker: Arc<dyn Broker>,
+    /// The NATS server and stream to delete afterwards, so test runs leave
+    /// nothing behind on a shared server.
+    nats_stream: Option<(String, String)>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Under {
+    fn drop(&mut self) {
+        let Some((url, stream)) = self.nats_stream.take() else {
+            return;
+        };
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(client) = async_nats::connect(&url).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&stream)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// How long a delivery stays with a consumer that neither acks nor nacks.
@@ -50,6 +78,7 @@ pub async fn brokers() -> Vec<Under> {
     let mut all = vec![Under {
         name: "embedded",
         broker: Arc::new(embedded),
+        nats_stream: None,
         _dir: dir,
     }];
     match std::env::var("BAZAAR_TEST_NATS_URL") {
@@ -62,6 +91,7 @@ pub async fn brokers() -> Vec<Under> {
             all.push(Under {
                 name: "nats",
                 broker: Arc::new(nats),
+                nats_stream: Some((url, stream)),
                 _dir: tempfile::tempdir().unwrap(),
             });
         }
