@@ -83,9 +83,9 @@ pub enum AuthError {
 impl From<AuthError> for Problem {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Keys(_) => {
-                Problem::service_unavailable("Sign-in cannot be checked right now; try again shortly.")
-            }
+            AuthError::Keys(_) => Problem::service_unavailable(
+                "Sign-in cannot be checked right now; try again shortly.",
+            ),
             AuthError::Missing => Problem::unauthorized("Sign in: this needs an access token."),
             _ => Problem::unauthorized("The access token is invalid or expired."),
         }
@@ -135,7 +135,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -241,7 +243,7 @@ enum KeySource {
     /// identity itself: the keys it signs with, known up front.
     Local,
     /// Everyone else: identity's JWKS endpoint.
-    Remote(HttpClient),
+    Remote(Box<HttpClient>),
 }
 
 /// Verifies access tokens with cached public keys; an unknown key id makes
@@ -263,10 +265,10 @@ impl Verifier {
             deadline: Duration::from_secs(3),
             ..Policy::default()
         };
-        Self::with_source(KeySource::Remote(HttpClient::new(
+        Self::with_source(KeySource::Remote(Box::new(HttpClient::new(
             Endpoints::new("identity", identity),
             policy,
-        )))
+        ))))
     }
 
     /// A verifier over known keys (identity verifies its own tokens).
@@ -285,13 +287,20 @@ impl Verifier {
     }
 
     fn store(&self, jwks: &Jwks) {
-        let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for jwk in &jwks.keys {
             if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
                 continue;
             }
-            let Ok(bytes) = B64.decode(&jwk.x) else { continue };
-            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
+            let Ok(bytes) = B64.decode(&jwk.x) else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
             if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
                 keys.insert(jwk.kid.clone(), key);
             }
@@ -320,7 +329,10 @@ impl Verifier {
             .await
             .map_err(|e| AuthError::Keys(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(AuthError::Keys(format!("JWKS answered {}", response.status())));
+            return Err(AuthError::Keys(format!(
+                "JWKS answered {}",
+                response.status()
+            )));
         }
         let jwks: Jwks = serde_json::from_slice(response.body())
             .map_err(|e| AuthError::Keys(format!("JWKS is not valid: {e}")))?;
@@ -365,7 +377,9 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let verifier = parts.extensions.get::<Verifier>().cloned().ok_or_else(|| {
-            Problem::internal(&*anyhow::anyhow!("no Verifier extension: the service did not enable auth"))
+            Problem::internal(&*anyhow::anyhow!(
+                "no Verifier extension: the service did not enable auth"
+            ))
         })?;
         let claims = verifier.verify_headers(&parts.headers).await.map_err(|e| {
             tracing::debug!(error = %e, "token refused");
@@ -459,7 +473,10 @@ mod tests {
     fn unknown_keys_and_garbage_are_refused() {
         let now = now_seconds();
         let stranger = TokenSigner::from_seed(&[9; 32]).sign(&claims(now));
-        assert!(matches!(verify(&stranger, now), Err(AuthError::UnknownKey(_))));
+        assert!(matches!(
+            verify(&stranger, now),
+            Err(AuthError::UnknownKey(_))
+        ));
         for junk in ["", "a.b", "a.b.c.d", "!!!.???.***", "e30.e30.e30"] {
             assert!(verify(junk, now).is_err(), "{junk}");
         }

@@ -422,7 +422,7 @@ impl Server {
                     .into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future()
+            .into_future()
         }));
         let drain_deadline = async {
             stopped(stop_rx.clone()).await;
