@@ -43,12 +43,20 @@ pub struct ServiceDef {
 pub const FRONT_DOOR: &str = "gateway";
 
 /// Every service, in start and display order.
-pub static SERVICES: &[ServiceDef] = &[ServiceDef {
-    name: "gateway",
-    default_port: 8080,
-    calls: Calls::Every,
-    run: run::<bazaar_gateway::Gateway>,
-}];
+pub static SERVICES: &[ServiceDef] = &[
+    ServiceDef {
+        name: "gateway",
+        default_port: 8080,
+        calls: Calls::Every,
+        run: run::<bazaar_gateway::Gateway>,
+    },
+    ServiceDef {
+        name: "identity",
+        default_port: 7101,
+        calls: Calls::These(&[]),
+        run: run::<bazaar_identity::Identity>,
+    },
+];
 
 /// Boxes the platform's `serve` so every service fits one function type.
 fn run<S: Service>(config: Config) -> ServiceFuture {
