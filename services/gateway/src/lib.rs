@@ -4,24 +4,40 @@
 //! choices, per-instance circuit breakers, deadlines), and reports the
 //! fleet's health at `GET /api/v1/status`.
 //!
+//! On the way in, every request passes the edge: security headers and CORS
+//! for browsers, a check of its access token against identity's keys, and a
+//! per-client rate limit (in memory, or in Redis shared by every replica).
+//! `GET /api/v1/openapi.json` describes the whole public API, merged from
+//! the services' own descriptions.
+//!
 //! It owns no data. Which instances exist comes from its configuration
 //! (`BAZAAR_UPSTREAM_<SERVICE>`), handed out by the launcher locally and by
-//! the deployment at scale.
+//! the deployment at scale; its own settings are `BAZAAR_GATEWAY_*` ([`VARS`]).
 
+mod cors;
+mod edge;
+mod limit;
+mod openapi;
 mod proxy;
 mod routes;
+mod settings;
 mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get};
+use bazaar_platform::auth::Verifier;
 use bazaar_platform::client::{Endpoints, Policy, Stack};
+use bazaar_platform::problem::Problem;
 use bazaar_platform::server::DEFAULT_BODY_LIMIT;
 use bazaar_platform::server::{Context, Routes, Service};
+use prometheus_client::metrics::counter::Counter;
 
 pub use routes::{ROUTES, route};
+pub use settings::{IpNet, RateLimit, Settings, VARS};
 
 /// The gateway service.
 #[derive(Debug)]
@@ -38,12 +54,25 @@ struct State {
     body_limit: usize,
     /// gRPC channels per instance URL, for `/api/v1/status`.
     channels: status::Channels,
+    /// The public API's description, assembled on demand.
+    specs: openapi::Specs,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    trusted: Arc<[IpNet]>,
 }
 
 impl Service for Gateway {
     const NAME: &'static str = "gateway";
 
     async fn build(ctx: Context) -> anyhow::Result<Routes> {
+        let settings = Settings::from_env()?;
+        Self::routes(ctx, settings).await
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway with explicit settings instead of reading them
+    /// from the environment (tests use it).
+    pub async fn routes(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         let policy = Policy {
             // Proxied calls carry a client's patience, not a service's.
             deadline: std::time::Duration::from_secs(10),
@@ -65,17 +94,93 @@ impl Service for Gateway {
                 (name.clone(), stack)
             })
             .collect();
+        let trusted: Arc<[IpNet]> = settings.trusted_proxies.clone().into();
+        let own_spec = openapi::own();
         let state = State {
             upstreams: Arc::new(upstreams),
             http: proxy::client(),
             body_limit: DEFAULT_BODY_LIMIT,
             channels: status::Channels::default(),
+            specs: openapi::Specs::new(own_spec.clone()),
+            trusted: trusted.clone(),
         };
+
+        let identity = ctx.upstream("identity");
+        let verifier = (!identity.is_empty()).then(|| Verifier::remote(identity.to_vec()));
+        let limiter = match (settings.rate_limit, &ctx.config().redis_url) {
+            (None, _) => limit::Limiter::Off,
+            (Some(rate), None) => limit::Limiter::Memory(Arc::new(limit::Memory::new(rate))),
+            (Some(rate), Some(url)) => {
+                let client = redis::Client::open(url.expose().as_str())?;
+                let fail_open = Counter::default();
+                ctx.metrics().register(
+                    "gateway_rate_limit_fail_open",
+                    "Requests let through unchecked because Redis did not answer the rate limiter",
+                    fail_open.clone(),
+                );
+                // No readiness check on Redis: the limiter fails open, and a
+                // check would take every replica out of service at once when
+                // Redis blinks. The fail-open counter is how an outage shows.
+                limit::Limiter::Redis(
+                    limit::Shared::connect(client, rate, settings.redis_prefix.clone(), fail_open)
+                        .await,
+                )
+            }
+        };
+        let edge = edge::Edge {
+            verifier,
+            limiter,
+            trusted,
+            limited: Counter::default(),
+            refused: Counter::default(),
+        };
+        ctx.metrics().register(
+            "gateway_rate_limited",
+            "Requests refused with 429 because their client was over its rate limit",
+            edge.limited.clone(),
+        );
+        ctx.metrics().register(
+            "gateway_tokens_refused",
+            "Requests refused at the edge because of their access token",
+            edge.refused.clone(),
+        );
+        let cors = cors::Cors::new(&settings.cors_origins)?;
+
+        // Layers run outside in: security headers, CORS, then the edge, so
+        // even a 401 or 429 is readable by an allowed page and carries the
+        // headers. /healthz, /readyz and /metrics are the platform's routes,
+        // outside these layers, so they are never limited. The gateway's own
+        // routes answer other methods themselves, because the platform's 405
+        // would be outside the layers too (no CORS preflight, no headers).
         let router = Router::new()
-            .route("/api/v1/status", get(status::handler))
+            .route("/api/v1/status", get(status::handler).fallback(only_get))
+            .route(
+                "/api/v1/openapi.json",
+                get(openapi::handler).fallback(only_get),
+            )
             .route("/api/v1/{*rest}", any(proxy::handler))
             .route("/api/v1", any(proxy::handler))
-            .with_state(state);
-        Ok(Routes::new(router))
+            // Claiming every other path keeps unknown ones inside the layers
+            // (the platform's fallback would answer without them).
+            .route("/", any(not_found))
+            .route("/{*rest}", any(not_found))
+            .with_state(state)
+            .layer(from_fn_with_state(edge, edge::guard))
+            .layer(from_fn_with_state(cors, cors::layer))
+            .layer(from_fn(cors::security_headers));
+        Ok(Routes::new(router).openapi(own_spec))
     }
+}
+
+async fn not_found(uri: http::Uri) -> Problem {
+    Problem::not_found(format!("There is nothing at {}.", uri.path()))
+}
+
+async fn only_get(method: http::Method, uri: http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let problem = Problem::new(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}.", uri.path()),
+    );
+    ([(http::header::ALLOW, "GET, HEAD")], problem).into_response()
 }

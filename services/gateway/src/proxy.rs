@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
 use axum::response::{IntoResponse, Response};
-use bazaar_platform::client::{CallError, Failure, Idempotency, UpstreamStatus};
+use bazaar_platform::client::{CallError, Failure, Idempotency, Target, UpstreamStatus};
 use bazaar_platform::problem::Problem;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
@@ -77,6 +77,7 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
         .into_response();
     };
 
+    let forwarded_for = crate::edge::forwarded_for(&req, &state.trusted);
     let (parts, body) = req.into_parts();
     let too_large = || {
         Problem::payload_too_large(format!(
@@ -105,6 +106,11 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     strip_hop_by_hop(&mut headers);
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert("x-forwarded-host", host.clone());
+    }
+    // Services see who called, and never an address a client made up.
+    headers.remove("x-forwarded-for");
+    if let Some(chain) = forwarded_for {
+        headers.insert("x-forwarded-for", chain);
     }
     headers.insert("x-forwarded-proto", http::HeaderValue::from_static("http"));
     // The gateway's own span becomes the upstream's parent.
@@ -137,17 +143,10 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
                         detail: e.to_string(),
                     })
                 })?;
-                let response = client.request(request).await.map_err(|e| {
-                    let error = CallError::Unavailable {
-                        service: target.service.clone(),
-                        detail: e.to_string(),
-                    };
-                    if e.is_connect() {
-                        Failure::not_sent(error)
-                    } else {
-                        Failure::transient(error)
-                    }
-                })?;
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| send_failure(&target, &e))?;
                 let status = response.status();
                 if !status.is_server_error() {
                     return Ok(response);
@@ -186,6 +185,20 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
             tracing::warn!(service, error = %error, "upstream call failed");
             Problem::from(error).into_response()
         }
+    }
+}
+
+/// Classifies a failure to get an answer: a connection that was never made
+/// may be retried for any call, anything later only for idempotent ones.
+pub fn send_failure(target: &Target, error: &hyper_util::client::legacy::Error) -> Failure {
+    let failure = CallError::Unavailable {
+        service: target.service.clone(),
+        detail: error.to_string(),
+    };
+    if error.is_connect() {
+        Failure::not_sent(failure)
+    } else {
+        Failure::transient(failure)
     }
 }
 

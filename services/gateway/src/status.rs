@@ -13,6 +13,7 @@ use http_body_util::Full;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::State;
 
@@ -39,14 +40,14 @@ impl Channels {
 }
 
 /// The whole answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Status {
     /// Every service with its instances.
     pub services: Vec<ServiceStatus>,
 }
 
 /// One service.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceStatus {
     /// The service's name.
     pub name: String,
@@ -55,7 +56,7 @@ pub struct ServiceStatus {
 }
 
 /// One instance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceStatus {
     /// Base URL of the instance.
     pub url: String,
@@ -72,7 +73,15 @@ pub struct InstanceStatus {
     pub uptime_seconds: Option<u64>,
 }
 
-/// Probes every instance of every service concurrently.
+/// Every service with each of its instances and whether it is ready.
+///
+/// Probes every instance concurrently; no secrets in the answer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "gateway",
+    responses((status = 200, description = "Every service and instance with its health.", body = Status))
+)]
 pub async fn handler(AxumState(state): AxumState<State>) -> Json<Status> {
     let services = state.upstreams.iter().map(|(name, stack)| {
         let state = state.clone();

@@ -118,6 +118,11 @@ impl Fleet {
             .arg(port.to_string())
             .args(extra)
             .args(external_backends())
+            // Fleets sharing one Redis must not share one rate budget.
+            .env(
+                "BAZAAR_GATEWAY_RATE_PREFIX",
+                format!("systest-{port}-{}", std::process::id()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

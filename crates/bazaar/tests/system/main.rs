@@ -6,4 +6,6 @@ mod harness;
 
 mod cli;
 mod fleet;
+mod gateway;
+mod identity;
 mod lifecycle;

@@ -1,6 +1,11 @@
 //! Service tests of the gateway: real gateway, real upstream processes'
 //! runtime (the platform server) on port 0, called over real sockets.
 
+mod browser;
+mod limits;
+mod openapi;
+mod tokens;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,12 +13,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::routing::{any, get};
-use bazaar_gateway::Gateway;
+use bazaar_gateway::{Gateway, Settings};
 use bazaar_platform::config::Config;
 use bazaar_platform::server::{Context, Routes, Server, Service};
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
+use url::Url;
 
 /// An upstream that tells what reached it and which instance it is.
 struct Upstream;
@@ -53,8 +59,28 @@ impl Service for Upstream {
             )
             .route("/api/v1/products", any(echo.clone()))
             .route("/api/v1/products/{*rest}", any(echo));
-        Ok(Routes::new(router))
+        Ok(Routes::new(router).openapi(catalog_spec()))
     }
+}
+
+/// What the test catalog says it serves: one public path, one that the
+/// gateway does not route to it.
+fn catalog_spec() -> utoipa::openapi::OpenApi {
+    serde_json::from_value(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "catalog", "version": "1"},
+        "paths": {
+            "/api/v1/products": {"get": {
+                "operationId": "list_products",
+                "responses": {"200": {"description": "A page of products."}}
+            }},
+            "/internal/reindex": {"post": {
+                "responses": {"204": {"description": "Not for the public."}}
+            }}
+        },
+        "components": {"schemas": {"Product": {"type": "object"}}}
+    }))
+    .expect("a valid OpenAPI document")
 }
 
 /// Lets the stream's second event go.
@@ -113,6 +139,81 @@ async fn start<S: Service>(edit: impl FnOnce(&mut Config)) -> Running {
     }
 }
 
+tokio::task_local! {
+    /// The settings the gateway being built in this task gets.
+    static SETTINGS: Settings;
+}
+
+/// The gateway with the settings of the task that builds it, rather than
+/// the environment's (which every test of this binary would share).
+struct Configured;
+
+impl Service for Configured {
+    const NAME: &'static str = "gateway";
+
+    async fn build(ctx: Context) -> anyhow::Result<Routes> {
+        Gateway::routes(ctx, SETTINGS.with(Settings::clone)).await
+    }
+}
+
+/// A gateway with `settings`, configured further by `edit`.
+async fn start_gateway(settings: Settings, edit: impl FnOnce(&mut Config)) -> Running {
+    SETTINGS.scope(settings, start::<Configured>(edit)).await
+}
+
+/// A bare HTTP server on port 0 for a test upstream that needs state of
+/// its own test (the platform's `Service` is built from configuration only).
+async fn serve(router: Router) -> Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}").parse().unwrap()
+}
+
+/// A catalog that counts what reaches it and shows the `Authorization` it got.
+async fn counting_catalog() -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = {
+        let hits = hits.clone();
+        move |headers: http::HeaderMap| {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let authorization = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                axum::Json(json!({ "authorization": authorization }))
+            }
+        }
+    };
+    let router = Router::new()
+        .route("/api/v1/products", any(handler.clone()))
+        .route("/api/v1/products/{*rest}", any(handler));
+    (serve(router).await, hits)
+}
+
+/// The value of metric `name` (summed over its label sets) in `/metrics`.
+async fn metric(gw: &Running, name: &str) -> f64 {
+    let text = client()
+        .get(format!("{}/metrics", gw.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The problem a response carries, checking its media type.
+async fn problem(res: reqwest::Response) -> Value {
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    res.json().await.unwrap()
+}
+
 async fn upstreams(n: usize) -> Vec<Running> {
     let mut all = Vec::new();
     for i in 0..n {
@@ -126,7 +227,7 @@ async fn gateway(catalog: &[Running]) -> Running {
         .iter()
         .map(|r| r.url().parse().unwrap())
         .collect::<Vec<_>>();
-    start::<Gateway>(|c| {
+    start_gateway(Settings::default(), |c| {
         c.upstreams.insert("catalog".into(), urls);
     })
     .await
