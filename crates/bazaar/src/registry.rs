@@ -35,6 +35,8 @@ pub struct ServiceDef {
     pub default_port: u16,
     /// The services it calls.
     pub calls: Calls,
+    /// The service's own environment variables, beyond the platform's.
+    pub vars: &'static [bazaar_platform::config::Var],
     /// Runs it to completion.
     pub run: RunFn,
 }
@@ -48,12 +50,14 @@ pub static SERVICES: &[ServiceDef] = &[
         name: "gateway",
         default_port: 8080,
         calls: Calls::Every,
+        vars: bazaar_gateway::VARS,
         run: run::<bazaar_gateway::Gateway>,
     },
     ServiceDef {
         name: "identity",
         default_port: 7101,
         calls: Calls::These(&[]),
+        vars: bazaar_identity::VARS,
         run: run::<bazaar_identity::Identity>,
     },
 ];
