@@ -103,8 +103,8 @@ pub struct UpArgs {
     #[arg(long, value_name = "URL", value_parser = SecretParser(parse_redis))]
     pub redis: Option<RedisUrl>,
 
-    /// Do not seed the demo catalog on first start (seeding arrives with the
-    /// catalog service; until then there is nothing to seed)
+    /// Do not seed the demo catalog (3 sellers, ~50 products, created through
+    /// the gateway like a client) on first start
     #[arg(long)]
     pub no_seed: bool,
 }
@@ -123,6 +123,12 @@ pub enum BenchCommand {
     /// Start the fleet N times: time until ready, memory of every process
     #[command(long_about = FLEET_LONG_ABOUT)]
     Fleet(FleetBenchArgs),
+    /// The gateway against nginx and no proxy: requests/s and added latency
+    #[command(long_about = GATEWAY_LONG_ABOUT)]
+    Gateway(GatewayBenchArgs),
+    /// A process of `bench gateway` (its upstream, load generator or nginx watcher)
+    #[command(subcommand, hide = true)]
+    GatewayProcess(crate::bench_gateway::Process),
 }
 
 const FLEET_LONG_ABOUT: &str = "\
@@ -137,6 +143,40 @@ pub struct FleetBenchArgs {
     /// How many times to start the fleet
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+const GATEWAY_LONG_ABOUT: &str = "\
+Compare the gateway with nginx proxying the same upstream on this machine, and
+with the upstream called directly. The benchmark starts its own upstream (a
+minimal HTTP/1.1 server answering GET /api/v1/products/1 with a small JSON
+body), `bazaar serve gateway` and nginx (bench/nginx.conf: one worker, upstream
+keepalive, no access log), and a load generator in its own process on its own
+core (taskset); the servers share another core.
+
+For each path it measures the maximum requests/s (closed loop), then latency
+at one fixed rate, half of the slowest proxy's maximum, in open loop: latency
+counts from each request's intended send time. A proxy's added latency is its
+p50/p99 minus the direct path's.
+Targets: throughput ≥ 1.0× nginx's; added p50 ≤ 50 µs, added p99 ≤ 250 µs.
+
+nginx must be installed; bench/gateway-vs-nginx.sh installs Debian's package
+and runs this benchmark.";
+
+/// Options of `bazaar bench gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayBenchArgs {
+    /// Seconds measured in each of the six runs (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub duration: u64,
+    /// Keep-alive connections of the load generator
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// Measure without nginx: only the direct path and the gateway
+    #[arg(long)]
+    pub skip_nginx: bool,
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
@@ -317,11 +357,20 @@ fn serve_env_help() -> String {
     let mut help = String::from(
         "Environment (read once at start; a bad value stops the process with one line naming it):\n",
     );
-    for var in bazaar_platform::config::VARS {
+    let line = |help: &mut String, var: &bazaar_platform::config::Var| {
         help.push_str(&format!(
             "  {}\n      {} [default: {}]\n",
             var.name, var.help, var.default
         ));
+    };
+    for var in bazaar_platform::config::VARS {
+        line(&mut help, var);
+    }
+    for service in registry::SERVICES.iter().filter(|s| !s.vars.is_empty()) {
+        help.push_str(&format!("\nOnly for {}:\n", service.name));
+        for var in service.vars {
+            line(&mut help, var);
+        }
     }
     help
 }

@@ -5,8 +5,10 @@
 //! `/proc` helpers with the binary they drive.
 
 pub mod bench;
+pub mod bench_gateway;
 pub mod cli;
 pub mod procfs;
 pub mod registry;
+pub mod seed;
 pub mod serve;
 pub mod up;

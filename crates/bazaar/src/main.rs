@@ -13,5 +13,9 @@ fn main() -> ExitCode {
         Command::Up(args) => bazaar::up::main(*args),
         Command::Serve(args) => bazaar::serve::main(&args.service),
         Command::Bench(BenchCommand::Fleet(args)) => bazaar::bench::fleet(&args),
+        Command::Bench(BenchCommand::Gateway(args)) => bazaar::bench_gateway::gateway(&args),
+        Command::Bench(BenchCommand::GatewayProcess(process)) => {
+            bazaar::bench_gateway::process(process)
+        }
     }
 }
