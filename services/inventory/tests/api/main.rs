@@ -1,0 +1,10 @@
+//! Service tests of inventory: the real service on port 0 over a real
+//! socket, with a real identity beside it for tokens, against SQLite always
+//! and PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set. One binary
+//! for all of them.
+
+mod support;
+
+mod events;
+mod reservations;
+mod rest;
