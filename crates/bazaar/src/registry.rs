@@ -60,6 +60,21 @@ pub static SERVICES: &[ServiceDef] = &[
         vars: bazaar_identity::VARS,
         run: run::<bazaar_identity::Identity>,
     },
+    ServiceDef {
+        name: "catalog",
+        default_port: 7102,
+        // Identity's JWKS verifies sellers' tokens.
+        calls: Calls::These(&["identity"]),
+        vars: bazaar_catalog::VARS,
+        run: run::<bazaar_catalog::Catalog>,
+    },
+    ServiceDef {
+        name: "inventory",
+        default_port: 7103,
+        calls: Calls::These(&["identity"]),
+        vars: bazaar_inventory::VARS,
+        run: run::<bazaar_inventory::Inventory>,
+    },
 ];
 
 /// Boxes the platform's `serve` so every service fits one function type.

@@ -10,4 +10,6 @@
 //! type's `VERSION` (and, while both are published, add a new type) rather
 //! than edit a field in place.
 
+pub mod catalog;
 pub mod identity;
+pub mod inventory;

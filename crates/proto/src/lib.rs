@@ -9,3 +9,21 @@ pub mod platform {
         tonic::include_proto!("bazaar.platform.v1");
     }
 }
+
+/// Stock reservations, served by the inventory service.
+pub mod inventory {
+    /// Version 1 of the inventory contracts.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("bazaar.inventory.v1");
+    }
+}
+
+/// Products as orders sees them, served by the catalog service.
+pub mod catalog {
+    /// Version 1 of the catalog contracts.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("bazaar.catalog.v1");
+    }
+}

@@ -153,12 +153,25 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let ready = wait_ready(targets, plan.public, READY_TIMEOUT);
     tokio::pin!(ready);
     let mut waiting_for_ready = true;
+    let mut seeding = None;
     let (code, reason) = loop {
         tokio::select! {
             result = &mut ready, if waiting_for_ready => {
                 waiting_for_ready = false;
                 match result {
-                    Ok(()) => output.raw(&format!("ready: http://{}", plan.public)),
+                    Ok(()) => {
+                        output.raw(&format!("ready: http://{}", plan.public));
+                        if !args.no_seed {
+                            // In the background, so a stop signal is still
+                            // heard while it runs.
+                            let output = Arc::clone(&output);
+                            seeding = Some(tokio::spawn(crate::seed::run(
+                                format!("http://{}", plan.public),
+                                data_dir.clone(),
+                                move |line| output.launcher(line),
+                            )));
+                        }
+                    }
                     Err(not_ready) => {
                         eprintln!("error: the fleet is not ready after {}s: {not_ready}", READY_TIMEOUT.as_secs());
                         break (ExitCode::FAILURE, "not ready in time");
@@ -169,6 +182,9 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    if let Some(seeding) = seeding {
+        seeding.abort();
+    }
     output.launcher(&format!(
         "{reason}: stopping {}",
         plural(plan.instances.len(), "process", "processes")

@@ -4,8 +4,10 @@
 
 mod harness;
 
+mod catalog;
 mod cli;
 mod fleet;
 mod gateway;
 mod identity;
+mod inventory;
 mod lifecycle;
