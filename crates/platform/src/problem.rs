@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An error as a client sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the kind of problem.
     #[serde(rename = "type")]
@@ -33,7 +33,7 @@ pub struct Problem {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's path in the request body or query, e.g. `price.amount`.
     pub field: String,

@@ -2,6 +2,7 @@
 //! OpenAPI description. Handlers turn raw input into domain values (or a
 //! 422 naming each bad field), call the store, and shape the answer.
 
+// The platform's problem types, under the names the OpenAPI attributes use.
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,6 +13,7 @@ use bazaar_platform::auth::{self, Verifier};
 use bazaar_platform::db::{Db, DbKind};
 use bazaar_platform::events::Events;
 use bazaar_platform::problem::FieldError;
+use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -216,31 +218,6 @@ struct ListParams {
     /// Products per page, 1 to 100 (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-}
-
-/// RFC 9457 problem details, as every error is answered.
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-#[expect(dead_code, reason = "describes bazaar_platform::Problem for OpenAPI")]
-struct ProblemBody {
-    #[schema(rename = "type", example = "about:blank")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    errors: Option<Vec<FieldErrorBody>>,
-}
-
-/// One invalid field of a 422 problem.
-#[derive(ToSchema)]
-#[schema(as = FieldError)]
-#[expect(
-    dead_code,
-    reason = "describes bazaar_platform::problem::FieldError for OpenAPI"
-)]
-struct FieldErrorBody {
-    field: String,
-    message: String,
 }
 
 // ---- input checks ----

@@ -2,6 +2,8 @@
 //! OpenAPI description. Handlers turn raw input into domain types (or a 422
 //! naming each bad field), call the store, and shape the answer.
 
+// The platform's problem types, under the names the OpenAPI attributes use.
+use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -182,31 +184,6 @@ struct TokenBody {
     /// Seconds until the access token expires.
     #[schema(example = 900)]
     expires_in: i64,
-}
-
-/// RFC 9457 problem details, as every error is answered.
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-#[expect(dead_code, reason = "describes bazaar_platform::Problem for OpenAPI")]
-struct ProblemBody {
-    #[schema(rename = "type", example = "about:blank")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    errors: Option<Vec<FieldErrorBody>>,
-}
-
-/// One invalid field of a 422 problem.
-#[derive(ToSchema)]
-#[schema(as = FieldError)]
-#[expect(
-    dead_code,
-    reason = "describes bazaar_platform::problem::FieldError for OpenAPI"
-)]
-struct FieldErrorBody {
-    field: String,
-    message: String,
 }
 
 /// A JSON Web Key Set (RFC 7517).

@@ -1,12 +1,14 @@
 //! The REST API (shared/API.md, "Inventory"): wire types, handlers and
 //! their OpenAPI description.
 
+// The platform's problem types, under the names the OpenAPI attributes use.
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_platform::auth::{self, Verifier};
 use bazaar_platform::problem::FieldError;
+use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -90,31 +92,6 @@ struct OnHandRequest {
     /// fewer than are reserved.
     #[schema(example = 14, minimum = 0)]
     on_hand: i64,
-}
-
-/// RFC 9457 problem details, as every error is answered.
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-#[expect(dead_code, reason = "describes bazaar_platform::Problem for OpenAPI")]
-struct ProblemBody {
-    #[schema(rename = "type", example = "about:blank")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
-    errors: Option<Vec<FieldErrorBody>>,
-}
-
-/// One invalid field of a 422 problem.
-#[derive(ToSchema)]
-#[schema(as = FieldError)]
-#[expect(
-    dead_code,
-    reason = "describes bazaar_platform::problem::FieldError for OpenAPI"
-)]
-struct FieldErrorBody {
-    field: String,
-    message: String,
 }
 
 // ---- handlers ----
