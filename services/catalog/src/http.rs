@@ -463,7 +463,7 @@ async fn create(
         deleted: false,
     };
     tracing::Span::current().record("product_id", tracing::field::display(product.id));
-    let mut tx = store::begin_write(&state.db).await?;
+    let mut tx = state.db.begin_write().await?;
     store::insert(&mut tx, &product).await?;
     let event = ProductCreated {
         product_id: product.id,
@@ -524,7 +524,7 @@ async fn update(
         category(&state, &mut fields, slug).await?;
     }
 
-    let mut tx = store::begin_write(&state.db).await?;
+    let mut tx = state.db.begin_write().await?;
     let mut product = store::get_for_update(&mut tx, state.kind, id)
         .await?
         .ok_or(Error::NoSuchProduct)?;
@@ -586,7 +586,7 @@ async fn remove(
 ) -> Result<StatusCode, Error> {
     let seller_id = seller(&user)?;
     let id = product_id(path)?;
-    let mut tx = store::begin_write(&state.db).await?;
+    let mut tx = state.db.begin_write().await?;
     let product = store::get_for_update(&mut tx, state.kind, id)
         .await?
         .ok_or(Error::NoSuchProduct)?;

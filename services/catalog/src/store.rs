@@ -3,7 +3,7 @@
 //! PostgreSQL `tsvector` with `ts_rank`). Listings only ever read live
 //! (not deleted) products; lookups by id for orders read deleted ones too.
 
-use bazaar_platform::db::{Db, DbKind};
+use bazaar_platform::db::DbKind;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row as _, Transaction};
 use uuid::Uuid;
@@ -163,19 +163,8 @@ pub async fn get(pool: &AnyPool, id: Uuid) -> Result<Option<Product>, StoreError
     row.as_ref().map(product).transpose()
 }
 
-/// A transaction that will write. On SQLite it takes the write lock at
-/// `BEGIN` (waiting up to the busy timeout), so one that reads first (an
-/// edit checks the owner) never fails to upgrade to writing halfway;
-/// PostgreSQL locks the rows it reads `FOR UPDATE`.
-pub async fn begin_write(db: &Db) -> Result<Transaction<'static, Any>, sqlx::Error> {
-    match db.kind() {
-        DbKind::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await,
-        DbKind::Postgres => db.pool().begin().await,
-    }
-}
-
 /// A live product, locked for a change in `tx` (PostgreSQL: `FOR UPDATE`;
-/// on SQLite `begin_write` holds the write lock already).
+/// on SQLite `Db::begin_write` holds the write lock already).
 pub async fn get_for_update(
     tx: &mut Transaction<'_, Any>,
     kind: DbKind,

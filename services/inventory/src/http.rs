@@ -164,7 +164,7 @@ async fn put_stock(
             message: "must be a whole number, 0 or more".into(),
         }])
     })?;
-    let mut tx = store::begin_write(&ledger.db).await.map_err(internal)?;
+    let mut tx = ledger.db.begin_write().await.map_err(internal)?;
     let stock = store::stock(&mut *tx, product)
         .await
         .map_err(internal)?

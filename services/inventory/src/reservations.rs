@@ -74,7 +74,7 @@ impl Ledger {
         lines: Lines,
     ) -> Result<Reservation, LedgerError> {
         for _ in 0..ATTEMPTS {
-            let mut tx = store::begin_write(&self.db).await?;
+            let mut tx = self.db.begin_write().await?;
             if let Some(existing) = store::reservation(&mut tx, order).await? {
                 tx.rollback().await?;
                 return if existing.lines != lines {
@@ -143,7 +143,7 @@ impl Ledger {
     /// The reserved units of `order` leave stock.
     pub(crate) async fn commit(&self, order: Uuid) -> Result<Reservation, LedgerError> {
         for _ in 0..ATTEMPTS {
-            let mut tx = store::begin_write(&self.db).await?;
+            let mut tx = self.db.begin_write().await?;
             let Some(mut reservation) = store::reservation(&mut tx, order).await? else {
                 return Err(LedgerError::NotFound);
             };
@@ -195,7 +195,7 @@ impl Ledger {
     /// The reserved units of `order` become available again.
     pub(crate) async fn release(&self, order: Uuid) -> Result<Reservation, LedgerError> {
         for _ in 0..ATTEMPTS {
-            let mut tx = store::begin_write(&self.db).await?;
+            let mut tx = self.db.begin_write().await?;
             let Some(mut reservation) = store::reservation(&mut tx, order).await? else {
                 return Err(LedgerError::NotFound);
             };
@@ -223,7 +223,7 @@ impl Ledger {
     /// Expires `order`'s reservation if it is still held past `now`;
     /// whether it did.
     pub(crate) async fn expire(&self, order: Uuid, now: i64) -> Result<bool, LedgerError> {
-        let mut tx = store::begin_write(&self.db).await?;
+        let mut tx = self.db.begin_write().await?;
         let Some(reservation) = store::reservation(&mut tx, order).await? else {
             return Ok(false);
         };

@@ -4,12 +4,12 @@
 //! Overselling is impossible by construction: units are held only by a
 //! conditional `UPDATE … WHERE on_hand - reserved >= $q`, which PostgreSQL
 //! evaluates under the row's lock and SQLite under its single writer lock
-//! (write transactions begin `IMMEDIATE`, see [`begin_write`]), and the
+//! (write transactions begin `IMMEDIATE`, see `Db::begin_write`), and the
 //! table's CHECK refuses `reserved > on_hand` whatever the code does.
 
 use std::collections::BTreeMap;
 
-use bazaar_platform::db::{Db, DbKind};
+use bazaar_platform::db::Db;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
@@ -20,17 +20,6 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A transaction that will write. On SQLite it takes the write lock at
-/// `BEGIN` (waiting up to the busy timeout), so a transaction that reads
-/// first can never fail to upgrade to writing halfway; PostgreSQL locks the
-/// rows it updates.
-pub(crate) async fn begin_write(db: &Db) -> Result<Transaction<'static, Any>, sqlx::Error> {
-    match db.kind() {
-        DbKind::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await,
-        DbKind::Postgres => db.pool().begin().await,
-    }
 }
 
 /// One product's stock.
