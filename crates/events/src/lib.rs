@@ -13,3 +13,5 @@
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
+pub mod orders;
+pub mod payments;

@@ -27,3 +27,21 @@ pub mod catalog {
         tonic::include_proto!("bazaar.catalog.v1");
     }
 }
+
+/// A customer's cart as orders sees it, served by the cart service.
+pub mod cart {
+    /// Version 1 of the cart contracts.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("bazaar.cart.v1");
+    }
+}
+
+/// Card payments for orders, served by the payments service.
+pub mod payments {
+    /// Version 1 of the payments contracts.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("bazaar.payments.v1");
+    }
+}

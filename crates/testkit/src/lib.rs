@@ -1,0 +1,286 @@
+//! What Bazaar's service tests share, so each service's `tests/api/support.rs`
+//! holds only what is its own: a fresh database per engine (SQLite always,
+//! PostgreSQL when `BAZAAR_TEST_POSTGRES_URL` is set), services started on
+//! port 0 and stopped with a drain, an identity to sign users in, the event
+//! log read back, and problem+json answers checked.
+//!
+//! A dev-dependency only: nothing in a service's library uses it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bazaar_bus::{Broker as _, Envelope};
+use bazaar_platform::Problem;
+use bazaar_platform::config::{Config, DatabaseConfig, Secret};
+use bazaar_platform::server::{Server, Service};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// How long [`eventually`] and [`events`] wait before giving up.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Which database a test instance uses.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// A SQLite file in the instance's data directory.
+    Sqlite,
+    /// A database of its own on the test PostgreSQL server.
+    Postgres(url::Url),
+}
+
+impl Engine {
+    /// `sqlite` or `postgres`, for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Points `config` at this engine (a new PostgreSQL database each call
+    /// of [`engines`]; SQLite stays where `Config::for_test` put it).
+    pub fn configure(&self, config: &mut Config) {
+        if let Engine::Postgres(url) = self {
+            config.database = DatabaseConfig::Postgres(Secret::new(url.clone()));
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set,
+/// each call a new database of its own (created by the service on start).
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Sqlite];
+    if let Some(url) = postgres_database() {
+        engines.push(Engine::Postgres(url));
+    }
+    engines
+}
+
+/// A URL of a new, not yet created database on the test PostgreSQL server,
+/// if `BAZAAR_TEST_POSTGRES_URL` is set.
+pub fn postgres_database() -> Option<url::Url> {
+    match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let mut url = url::Url::parse(&base).expect("BAZAAR_TEST_POSTGRES_URL is a URL");
+            url.set_path(&format!("/bazaar_test_{}", Uuid::now_v7().simple()));
+            Some(url)
+        }
+        _ => {
+            eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset");
+            None
+        }
+    }
+}
+
+/// A service running in this process until [`Running::stop`].
+pub struct Running {
+    /// `http://127.0.0.1:PORT`: REST and gRPC.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// `base` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops it, draining in-flight requests; panics if it did not stop
+    /// cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.done
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+    }
+
+    /// Stops it without a drain, as a crash would (the task is aborted).
+    pub fn abort(self) {
+        self.done.abort();
+    }
+}
+
+/// Starts `S` with `config` on the port it names (0 for any).
+///
+/// # Panics
+/// When the service does not build.
+pub async fn start<S: Service>(config: Config) -> Running {
+    bazaar_platform::telemetry::init_for_tests();
+    let server = Server::build::<S>(config)
+        .await
+        .unwrap_or_else(|e| panic!("{} builds: {e:#}", S::NAME));
+    let base = format!("http://{}", server.local_addr());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(server.run_until(async move {
+        let _ = rx.await;
+    }));
+    Running { base, stop, done }
+}
+
+/// The configuration of service `name` for a test: port 0, data under
+/// `dir/name`, the event log `dir/events.db` (shared by every service of
+/// the test), the database of `engine`.
+pub fn config(name: &str, dir: &Path, engine: &Engine) -> Config {
+    let mut config = Config::for_test(name, dir.join(name));
+    config.event_log = event_log(dir);
+    engine.configure(&mut config);
+    config
+}
+
+/// The event log shared by the services of a test started in `dir`.
+pub fn event_log(dir: &Path) -> PathBuf {
+    dir.join("events.db")
+}
+
+/// Adds `running` as the upstream `name` of `config`.
+pub fn upstream(config: &mut Config, name: &str, running: &Running) {
+    config.upstreams.insert(
+        name.to_owned(),
+        vec![url::Url::parse(&running.base).expect("a service URL")],
+    );
+}
+
+/// An identity on SQLite in `dir`, for tokens: what every service that
+/// checks users needs as its `identity` upstream.
+pub async fn identity(dir: &Path) -> Running {
+    start::<bazaar_identity::Identity>(config("identity", dir, &Engine::Sqlite)).await
+}
+
+/// A signed-in user: id and access token.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user's id (UUID).
+    pub id: String,
+    /// A bearer access token.
+    pub token: String,
+    /// The e-mail the account was registered with.
+    pub email: String,
+}
+
+impl User {
+    /// The id as a UUID.
+    pub fn uuid(&self) -> Uuid {
+        Uuid::parse_str(&self.id).expect("a user id is a UUID")
+    }
+}
+
+/// Registers a new account of `role` (`customer`, `seller`) at `identity`
+/// and signs it in.
+pub async fn user(http: &reqwest::Client, identity: &Running, role: &str) -> User {
+    let email = format!("{role}-{}@example.com", Uuid::now_v7().simple());
+    let res = http
+        .post(identity.url("/api/v1/auth/register"))
+        .json(&json!({"email": email, "password": "password123", "name": "Test", "role": role}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), 201, "register");
+    let account: Value = res.json().await.expect("user JSON");
+    let res = http
+        .post(identity.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": "password123"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 200, "login");
+    let tokens: Value = res.json().await.expect("tokens JSON");
+    User {
+        id: account["id"].as_str().expect("id").to_owned(),
+        token: tokens["access_token"].as_str().expect("token").to_owned(),
+        email,
+    }
+}
+
+/// Polls `condition` until it holds; panics naming `what` after
+/// [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Publishes `envelope` into the embedded event log at `path`, as its
+/// producer's relay would.
+pub async fn publish(path: &Path, envelope: &Envelope) {
+    let log = bazaar_bus::embedded::EmbeddedLog::open(path)
+        .await
+        .expect("the embedded log");
+    log.publish(envelope).await.expect("publish");
+}
+
+/// Every event of `topic` about `subject` (all subjects when `None`) in the
+/// embedded log at `path`, read from its beginning until `until` holds for
+/// what was read (or for [`PATIENCE`], to show what was there).
+pub async fn events(
+    path: &Path,
+    topic: &str,
+    subject: Option<&str>,
+    until: impl Fn(&[Envelope]) -> bool,
+) -> Vec<Envelope> {
+    let log = bazaar_bus::embedded::EmbeddedLog::open(path)
+        .await
+        .expect("the embedded log");
+    // A new group replays the log from its beginning.
+    let group = format!("test-{}", Uuid::now_v7().simple());
+    let mut consumer = log
+        .consume(&group, &[topic.to_owned()])
+        .await
+        .expect("consume");
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while !until(&seen) && started.elapsed() < PATIENCE {
+        if let Some(delivery) = consumer
+            .next(Duration::from_millis(100))
+            .await
+            .expect("next event")
+        {
+            delivery.acker.ack().await.expect("ack");
+            if subject.is_none() || delivery.envelope.subject.as_deref() == subject {
+                seen.push(delivery.envelope);
+            }
+        }
+    }
+    seen
+}
+
+/// Reads a problem+json answer, asserting its media type and status.
+pub async fn problem(res: reqwest::Response, status: u16) -> Problem {
+    assert_eq!(res.status(), status, "status");
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/problem+json",
+        "not a problem document"
+    );
+    res.json().await.expect("problem JSON")
+}
+
+/// The value of the sample of `metric` whose labels contain `label`
+/// (`outcome="reserved"`) in the Prometheus text at `base/metrics`; 0 when
+/// absent.
+pub async fn metric(http: &reqwest::Client, base: &str, metric: &str, label: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let prefix = format!("{metric}{{");
+    text.lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().expect("a sample value"))
+}
