@@ -80,8 +80,12 @@ mod tests {
     /// The JSON is the contract.
     #[test]
     fn confirmed_and_cancelled_have_their_documented_shape() {
-        let (order, user, product, seller) =
-            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (order, user, product, seller) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
         let confirmed = OrderConfirmed {
             order_id: order,
             user_id: user,

@@ -95,7 +95,10 @@ mod tests {
             PaymentRefunded::TOPIC,
             PaymentDeclined::TOPIC,
         ] {
-            assert!(bazaar_bus::envelope::validate_topic(topic).is_ok(), "{topic}");
+            assert!(
+                bazaar_bus::envelope::validate_topic(topic).is_ok(),
+                "{topic}"
+            );
         }
         let event = PaymentDeclined(changed.clone());
         let envelope = Envelope::new("payments", Some(&order.to_string()), &event).unwrap();

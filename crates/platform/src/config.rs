@@ -65,7 +65,7 @@ pub const VARS: &[Var] = &[
     Var {
         name: "BAZAAR_REDIS_URL",
         default: "unset (process memory / SQLite)",
-        help: "redis://host:port for shared fast state; /readyz fails while it is unreachable.",
+        help: "redis://host:port for shared fast state: carts live there (the cart then reports Redis in /readyz) and the gateway shares its rate limits through it (letting requests pass while it is down).",
     },
     Var {
         name: "BAZAAR_UPSTREAM_<SERVICE>",

@@ -1,0 +1,104 @@
+//! Cart's own variables, read once at start.
+
+use std::collections::BTreeMap;
+
+use bazaar_platform::config::{ConfigError, Var};
+
+/// Prefix of the cart keys in Redis.
+pub const REDIS_PREFIX: &str = "BAZAAR_CART_REDIS_PREFIX";
+
+/// The prefix used when [`REDIS_PREFIX`] is unset.
+pub const DEFAULT_REDIS_PREFIX: &str = "bazaar:cart:";
+
+/// Every variable the cart service reads besides the platform's
+/// (`bazaar_platform::config::VARS`; its `BAZAAR_REDIS_URL` puts carts in
+/// Redis).
+pub const VARS: &[Var] = &[Var {
+    name: REDIS_PREFIX,
+    default: DEFAULT_REDIS_PREFIX,
+    help: "Prefix of the cart keys in Redis (when BAZAAR_REDIS_URL is set): each cart is one hash at <prefix><user id>, expiring 30 days after its last change.",
+}];
+
+/// What the cart service is tuned with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Prefix of the cart keys in Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the cart variables from the process environment.
+    ///
+    /// # Errors
+    /// A variable that is set but not valid, naming it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the cart variables from `vars` (tests pass their own).
+    ///
+    /// # Errors
+    /// A variable that is set but not valid, naming it.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BAZAAR_CART_"))
+            .collect();
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut settings = Self::default();
+        if let Some(value) = get(REDIS_PREFIX) {
+            // Keys stay easy to type and to match in redis-cli.
+            if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError {
+                    var: REDIS_PREFIX.to_owned(),
+                    value: value.to_owned(),
+                    reason: "a key prefix has no spaces or control characters".to_owned(),
+                });
+            }
+            value.clone_into(&mut settings.redis_prefix);
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.redis_prefix, "bazaar:cart:");
+        let s = Settings::from_vars(vars(&[(REDIS_PREFIX, "  ")])).unwrap();
+        assert_eq!(s.redis_prefix, "bazaar:cart:");
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = Settings::from_vars(vars(&[(REDIS_PREFIX, "shop-eu:cart:")])).unwrap();
+        assert_eq!(s.redis_prefix, "shop-eu:cart:");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Settings::from_vars(vars(&[(REDIS_PREFIX, "a b")])).unwrap_err();
+        assert_eq!(e.var, REDIS_PREFIX);
+    }
+}

@@ -1,0 +1,857 @@
+//! Drives sagas: one tokio task per saga (at most `saga_concurrency` at
+//! once), each holding a lease on its order, renewed while it runs; a
+//! poller that resumes pending orders nobody holds; and the steps, each
+//! stored before it is taken and recorded in one transaction with its
+//! outcome (and, at the end, the outbox event).
+//!
+//! The tasks end when the server does. The platform has no hook for
+//! background work, so the router holds a [`Lifeline`]: when the server
+//! stops (drained or aborted), the router and with it the lifeline are
+//! dropped, and every task and the poller stop at their next await. A
+//! closed database pool (graceful stop) stops them too.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bazaar_events::orders::{Money as EventMoney, OrderCancelled, OrderConfirmed, OrderLine};
+use bazaar_platform::client::CallError;
+use bazaar_platform::db::Db;
+use bazaar_platform::events::Events;
+use sqlx::{Any, Transaction};
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::domain::{Cancel, CancelCode, Lines, Money, Status};
+use crate::metrics::OrdersMetrics;
+use crate::saga::{self, Stage, Undo};
+use crate::settings::Settings;
+use crate::store::{self, Saga};
+use crate::upstream::{Authorization, Commit, Release, Reserve, Upstreams, Void};
+
+/// Held by the router; dropping it stops every saga task of the process.
+#[derive(Debug)]
+pub(crate) struct Lifeline {
+    _alive: watch::Sender<()>,
+}
+
+/// What runs sagas in this process.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) db: Db,
+    events: Events,
+    pub(crate) upstreams: Upstreams,
+    settings: Settings,
+    metrics: OrdersMetrics,
+    /// This process's name on leases: the instance and a fresh id, so a
+    /// restarted process never mistakes its predecessor's leases for its own.
+    owner: String,
+    permits: Arc<Semaphore>,
+    running: Mutex<HashSet<Uuid>>,
+    alive: watch::Receiver<()>,
+}
+
+/// Why a saga task stopped before its saga ended.
+#[derive(Debug, thiserror::Error)]
+enum Halt {
+    /// The server is stopping; the saga is resumed after a restart.
+    #[error("the server is stopping")]
+    Stopped,
+    /// Another process holds the order's lease now.
+    #[error("the lease was lost")]
+    LostLease,
+    /// The database or the outbox failed; the saga is retried.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<sqlx::Error> for Halt {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Failed(format!("database: {e}"))
+    }
+}
+
+impl From<bazaar_bus::BusError> for Halt {
+    fn from(e: bazaar_bus::BusError) -> Self {
+        Self::Failed(format!("outbox: {e}"))
+    }
+}
+
+/// How a saga ended, for what comes after it.
+enum Ended {
+    /// Confirmed from the cart: these lines leave the cart.
+    FromCart(Uuid, Lines),
+    /// Anything else.
+    Done,
+}
+
+/// Removes an order from the running set when its task ends, however.
+struct Running(Arc<Engine>, Uuid);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running().remove(&self.1);
+    }
+}
+
+fn lost() -> Halt {
+    Halt::LostLease
+}
+
+impl Engine {
+    /// An engine and the lifeline the router must hold.
+    pub(crate) fn new(
+        db: Db,
+        events: Events,
+        upstreams: Upstreams,
+        settings: Settings,
+        metrics: OrdersMetrics,
+        instance: &str,
+    ) -> (Arc<Self>, Lifeline) {
+        let (tx, rx) = watch::channel(());
+        let engine = Arc::new(Self {
+            db,
+            events,
+            upstreams,
+            metrics,
+            owner: format!("{instance}/{}", Uuid::now_v7()),
+            permits: Arc::new(Semaphore::new(settings.saga_concurrency.max(1))),
+            running: Mutex::default(),
+            alive: rx,
+            settings,
+        });
+        (engine, Lifeline { _alive: tx })
+    }
+
+    /// The name this process holds leases under.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Until when a lease taken now lasts.
+    pub(crate) fn lease_until(&self, now: i64) -> i64 {
+        now.saturating_add(i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.alive.has_changed().is_err() || self.db.pool().is_closed()
+    }
+
+    /// Resolves when the server stops.
+    async fn stopped(&self) {
+        let mut alive = self.alive.clone();
+        while alive.changed().await.is_ok() {}
+    }
+
+    /// `work`, unless the server stops first.
+    async fn unless_stopped<F: Future>(&self, work: F) -> Result<F::Output, Halt> {
+        tokio::select! {
+            out = work => Ok(out),
+            () = self.stopped() => Err(Halt::Stopped),
+        }
+    }
+
+    /// Sleeps `d`, unless the server stops first.
+    async fn pause(&self, d: Duration) -> Result<(), Halt> {
+        self.unless_stopped(tokio::time::sleep(d)).await
+    }
+
+    /// The pause before retry number `retry` (0 for the first): uniform in
+    /// `[0, min(base · 2^retry, max)]`.
+    fn backoff(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX);
+        let ceiling = self
+            .settings
+            .retry_backoff
+            .saturating_mul(factor)
+            .min(self.settings.retry_backoff_max);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+
+    /// Whether `saga` is past its deadline while the deadline still applies.
+    fn overdue(&self, saga: &Saga) -> bool {
+        let deadline = i64::try_from(self.settings.saga_deadline.as_millis()).unwrap_or(i64::MAX);
+        saga.stage.before_pivot() && store::now_ms() > saga.created_at.saturating_add(deadline)
+    }
+
+    fn timed_out(&self) -> Cancel {
+        Cancel::new(
+            CancelCode::TimedOut,
+            format!(
+                "The order could not be completed within {}; nothing was charged.",
+                saga::human(self.settings.saga_deadline)
+            ),
+        )
+    }
+
+    /// Starts driving order `id` in this process, unless it already does
+    /// (or is stopping). The task waits for one of the concurrency permits,
+    /// then claims the order's lease; if another process holds it, it ends.
+    pub(crate) fn start(self: &Arc<Self>, id: Uuid) {
+        if self.is_stopped() || !self.running().insert(id) {
+            return;
+        }
+        let engine = self.clone();
+        let span = tracing::info_span!(parent: None, "saga", order_id = %id);
+        span.follows_from(tracing::Span::current());
+        tokio::spawn(
+            async move {
+                let _running = Running(engine.clone(), id);
+                let permits = engine.permits.clone();
+                let Ok(Ok(_permit)) = engine.unless_stopped(permits.acquire_owned()).await else {
+                    return;
+                };
+                engine.run(id).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Looks for pending orders nobody holds a lease on, at once (so a
+    /// restarted process resumes its predecessor's sagas whose leases
+    /// expired) and then every poll interval, until the server stops.
+    pub(crate) fn spawn_poller(self: &Arc<Self>) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let limit = i64::try_from(engine.settings.saga_concurrency).unwrap_or(i64::MAX);
+            loop {
+                if engine.is_stopped() {
+                    break;
+                }
+                match store::unclaimed(&engine.db, store::now_ms(), limit).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            engine.start(id);
+                        }
+                    }
+                    Err(e) if engine.is_stopped() => {
+                        tracing::debug!(error = %e, "saga poller stops with the database");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot look for pending orders"),
+                }
+                if engine.pause(engine.settings.poll_interval).await.is_err() {
+                    break;
+                }
+            }
+            tracing::debug!("saga poller stopped");
+        });
+    }
+
+    /// Claims `id` and drives its saga to its end, renewing the lease
+    /// meanwhile; then clears the cart of a confirmed cart order.
+    async fn run(self: &Arc<Self>, id: Uuid) {
+        let now = store::now_ms();
+        match store::claim(&self.db, id, &self.owner, now, self.lease_until(now)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                if !self.is_stopped() {
+                    tracing::warn!(error = %e, "cannot claim the order's saga");
+                }
+                return;
+            }
+        }
+        let outcome = tokio::select! {
+            ended = self.drive(id) => ended,
+            lost = self.keep_lease(id) => lost,
+        };
+        match outcome {
+            Ok(Ended::FromCart(user, lines)) => self.clear_cart(id, user, &lines).await,
+            Ok(Ended::Done) => {}
+            Err(Halt::Stopped) => tracing::debug!("saga paused: the server is stopping"),
+            Err(Halt::LostLease) => tracing::info!("another process drives this saga now"),
+            Err(Halt::Failed(error)) if self.is_stopped() => {
+                tracing::debug!(%error, "saga paused: the server is stopping");
+            }
+            Err(Halt::Failed(error)) => {
+                tracing::warn!(%error, "saga step failed; it will be resumed");
+                if let Err(e) = store::let_go(&self.db, id, &self.owner).await {
+                    tracing::warn!(error = %e, "cannot give the saga's lease up");
+                }
+            }
+        }
+    }
+
+    /// Renews the lease every third of its length; ends only when it is
+    /// lost (a saga that just ended gives its lease up: that is not a loss,
+    /// and the drive is left to finish).
+    async fn keep_lease(&self, id: Uuid) -> Result<Ended, Halt> {
+        loop {
+            self.pause(self.settings.lease / 3).await?;
+            let now = store::now_ms();
+            match store::renew(&self.db, id, &self.owner, self.lease_until(now)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let ended = matches!(store::saga(&self.db, id).await, Ok(Some(s)) if s.stage.is_final());
+                    if ended {
+                        std::future::pending::<()>().await;
+                    }
+                    return Err(Halt::LostLease);
+                }
+                Err(e) if self.is_stopped() => return Err(Halt::Failed(e.to_string())),
+                Err(e) => tracing::warn!(error = %e, "cannot renew the saga's lease"),
+            }
+        }
+    }
+
+    /// Takes the saga of `id` from its stored stage to its end.
+    async fn drive(&self, id: Uuid) -> Result<Ended, Halt> {
+        let mut first = true;
+        loop {
+            let Some(saga) = store::saga(&self.db, id).await? else {
+                return Ok(Ended::Done);
+            };
+            if saga.stage.is_final() {
+                return Ok(Ended::Done);
+            }
+            if saga.lease_owner.as_deref() != Some(self.owner.as_str()) {
+                return Err(Halt::LostLease);
+            }
+            let resumed = std::mem::replace(&mut first, false);
+            match saga.stage {
+                Stage::Pricing => self.price(&saga).await?,
+                Stage::Reserving => self.reserve(&saga).await?,
+                Stage::Authorizing => self.authorize(&saga, resumed).await?,
+                Stage::Committing => self.commit(&saga).await?,
+                Stage::Capturing => return self.capture(&saga).await,
+                Stage::Compensating => return self.compensate(&saga).await,
+                Stage::Confirmed | Stage::Cancelled => return Ok(Ended::Done),
+            }
+        }
+    }
+
+    /// Moves `saga` on to its next stage with a timeline entry.
+    async fn advance(&self, saga: &Saga, step: &str, detail: &str) -> Result<(), Halt> {
+        let to = saga.stage.next().ok_or_else(lost)?;
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::advance(&mut tx, saga.id, &self.owner, saga.stage, to, now).await? {
+            return Err(Halt::LostLease);
+        }
+        store::append(&mut tx, saga.id, step, detail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a timeline entry without moving, if the saga is still ours.
+    async fn note(&self, saga: &Saga, step: &str, detail: &str) -> Result<(), Halt> {
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::advance(&mut tx, saga.id, &self.owner, saga.stage, saga.stage, now).await? {
+            return Err(Halt::LostLease);
+        }
+        store::append(&mut tx, saga.id, step, detail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives up at the saga's stage: stores the cancellation and what to
+    /// undo, forgets the card, all in one transaction.
+    async fn give_up(&self, saga: &Saga, cancel: Cancel, definite: bool) -> Result<(), Halt> {
+        let Some(undo) = Undo::after(saga.stage, definite) else {
+            return Err(Halt::Failed(format!(
+                "a saga at {} cannot be cancelled",
+                saga.stage.as_str()
+            )));
+        };
+        tracing::info!(
+            reason_code = cancel.code.as_str(),
+            stage = saga.stage.as_str(),
+            "cancelling the order"
+        );
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::compensate(
+            &mut tx,
+            saga.id,
+            &self.owner,
+            saga.stage,
+            &cancel,
+            undo,
+            now,
+        )
+        .await?
+        {
+            return Err(Halt::LostLease);
+        }
+        store::delete_card(&mut tx, saga.id).await?;
+        store::append(&mut tx, saga.id, "cancelling", &cancel.reason, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Logs a failed call the step will retry.
+    fn retrying(what: &str, error: &CallError) {
+        if error.retryable() {
+            tracing::warn!(%error, "{what} failed; retrying");
+        } else {
+            tracing::error!(%error, "{what} got an unexpected answer; retrying");
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
+    async fn price(&self, saga: &Saga) -> Result<(), Halt> {
+        let lines = saga.order_lines();
+        let mut retry = 0;
+        loop {
+            if self.overdue(saga) {
+                return self.give_up(saga, self.timed_out(), false).await;
+            }
+            match self.unless_stopped(self.upstreams.products(&lines)).await? {
+                Ok(answer) => {
+                    let priced = match saga::price(&lines, &answer) {
+                        Ok(priced) => priced,
+                        Err(cancel) => return self.give_up(saga, cancel, true).await,
+                    };
+                    let now = store::now_ms();
+                    let mut tx = self.db.begin_write().await?;
+                    if !store::advance(
+                        &mut tx,
+                        saga.id,
+                        &self.owner,
+                        Stage::Pricing,
+                        Stage::Reserving,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Err(Halt::LostLease);
+                    }
+                    store::set_prices(&mut tx, saga.id, &priced).await?;
+                    let units = lines.units();
+                    let detail = format!(
+                        "{units} item{} priced at {} in all.",
+                        if units == 1 { "" } else { "s" },
+                        priced.total
+                    );
+                    store::append(&mut tx, saga.id, "priced", &detail, now).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
+                Err(e) => Self::retrying("GetProducts", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    fn titles(saga: &Saga) -> std::collections::HashMap<Uuid, String> {
+        saga.lines
+            .iter()
+            .filter_map(|l| Some((l.product_id, l.title.clone()?)))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
+    async fn reserve(&self, saga: &Saga) -> Result<(), Halt> {
+        let lines = saga.order_lines();
+        let mut retry = 0;
+        loop {
+            if self.overdue(saga) {
+                return self.give_up(saga, self.timed_out(), false).await;
+            }
+            match self
+                .unless_stopped(self.upstreams.reserve(saga.id, &lines))
+                .await?
+            {
+                Ok(Reserve::Held) => {
+                    return self
+                        .advance(saga, "reserved", "The stock is held for the order.")
+                        .await;
+                }
+                Ok(Reserve::OutOfStock(shortages)) => {
+                    let cancel = saga::out_of_stock(&shortages, &Self::titles(saga));
+                    return self.give_up(saga, cancel, true).await;
+                }
+                Ok(Reserve::Unknown(products)) => {
+                    let cancel = saga::no_stock_record(&products, &Self::titles(saga));
+                    return self.give_up(saga, cancel, true).await;
+                }
+                Ok(Reserve::Settled) => {
+                    let cancel = Cancel::new(
+                        CancelCode::TimedOut,
+                        "The stock reservation expired before the order went through; nothing was charged.",
+                    );
+                    return self.give_up(saga, cancel, true).await;
+                }
+                Err(e) => Self::retrying("Reserve", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    /// `resumed` when this task did not itself move the saga here.
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id, resumed))]
+    async fn authorize(&self, saga: &Saga, resumed: bool) -> Result<(), Halt> {
+        let Some(card) = store::card(&self.db, saga.id).await? else {
+            tracing::error!("no card is held for an order to authorize");
+            let cancel = Cancel::new(
+                CancelCode::PaymentUnavailable,
+                "The card could not be charged; nothing was charged.",
+            );
+            return self.give_up(saga, cancel, false).await;
+        };
+        let (Some(amount), Some(currency)) = (saga.total, saga.currency.clone()) else {
+            return Err(Halt::Failed("an order to authorize has no total".into()));
+        };
+        let total = Money { amount, currency };
+        let attempts = self.settings.authorize_attempts.max(1);
+        // Whether money may be held without our knowing: always when the
+        // saga was resumed here (a predecessor may have asked), else once
+        // an attempt may have reached payments unanswered.
+        let mut may_have_held = resumed;
+        for attempt in 1..=attempts {
+            if self.overdue(saga) {
+                return self.give_up(saga, self.timed_out(), !may_have_held).await;
+            }
+            let call = self
+                .upstreams
+                .authorize(saga.id, saga.user_id, &total, &card);
+            match self.unless_stopped(call).await? {
+                Ok(Authorization::Approved) => {
+                    let now = store::now_ms();
+                    let mut tx = self.db.begin_write().await?;
+                    if !store::advance(
+                        &mut tx,
+                        saga.id,
+                        &self.owner,
+                        Stage::Authorizing,
+                        Stage::Committing,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Err(Halt::LostLease);
+                    }
+                    // The card is no longer needed: forgotten with the answer.
+                    store::delete_card(&mut tx, saga.id).await?;
+                    let detail = format!("{total} held on the card ending {}.", saga.card_last4);
+                    store::append(&mut tx, saga.id, "authorized", &detail, now).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
+                Ok(Authorization::Declined(code)) => {
+                    let reason = match code {
+                        CancelCode::InsufficientFunds => {
+                            "The card was declined: insufficient funds."
+                        }
+                        CancelCode::InvalidCard => "The card was declined as invalid or expired.",
+                        _ => "The card was declined by its issuer.",
+                    };
+                    return self.give_up(saga, Cancel::new(code, reason), true).await;
+                }
+                Err(failed) => {
+                    may_have_held |= failed.may_have_held;
+                    tracing::warn!(
+                        error = %failed.error,
+                        may_have_held = failed.may_have_held,
+                        attempt,
+                        attempts,
+                        "Authorize failed"
+                    );
+                    if attempt < attempts {
+                        let detail = format!(
+                            "The payment service is unavailable (attempt {attempt} of {attempts}); trying again."
+                        );
+                        self.note(saga, "retrying", &detail).await?;
+                        self.pause(self.backoff(attempt - 1)).await?;
+                    }
+                }
+            }
+        }
+        let cancel = Cancel::new(
+            CancelCode::PaymentUnavailable,
+            format!(
+                "The payment service was unavailable after {attempts} attempts; nothing was charged."
+            ),
+        );
+        self.give_up(saga, cancel, !may_have_held).await
+    }
+
+    /// The pivot: once inventory commits, the saga only goes forward; if
+    /// it answers that the reservation is gone, the saga goes back. Until
+    /// it answers either, it is asked again (no deadline).
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
+    async fn commit(&self, saga: &Saga) -> Result<(), Halt> {
+        let mut retry = 0;
+        loop {
+            match self.unless_stopped(self.upstreams.commit(saga.id)).await? {
+                Ok(Commit::Committed) => {
+                    return self
+                        .advance(saga, "committed", "The stock is taken for the order.")
+                        .await;
+                }
+                Ok(Commit::Gone) => {
+                    let cancel = Cancel::new(
+                        CancelCode::TimedOut,
+                        "The stock reservation expired before the payment went through; nothing was charged.",
+                    );
+                    return self.give_up(saga, cancel, true).await;
+                }
+                Err(e) => Self::retrying("Commit", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    /// Past the pivot: captured however long it takes, then confirmed.
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
+    async fn capture(&self, saga: &Saga) -> Result<Ended, Halt> {
+        let mut retry = 0;
+        loop {
+            match self.unless_stopped(self.upstreams.capture(saga.id)).await? {
+                Ok(()) => return self.confirm(saga).await,
+                Err(e) => Self::retrying("Capture", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    /// Ends the saga confirmed: status, timeline and the outbox event in
+    /// one transaction.
+    async fn confirm(&self, saga: &Saga) -> Result<Ended, Halt> {
+        let (Some(amount), Some(currency)) = (saga.total, saga.currency.clone()) else {
+            return Err(Halt::Failed("a captured order has no total".into()));
+        };
+        let total = Money { amount, currency };
+        let mut items = Vec::with_capacity(saga.lines.len());
+        for line in &saga.lines {
+            let (Some(title), Some(seller_id), Some(unit)) =
+                (line.title.clone(), line.seller_id, line.unit_amount)
+            else {
+                return Err(Halt::Failed("a captured order has an unpriced line".into()));
+            };
+            items.push(OrderLine {
+                product_id: line.product_id,
+                seller_id,
+                title,
+                quantity: line.quantity.get(),
+                unit_price: EventMoney {
+                    amount: unit,
+                    currency: total.currency.clone(),
+                },
+            });
+        }
+        let event = OrderConfirmed {
+            order_id: saga.id,
+            user_id: saga.user_id,
+            items,
+            total: EventMoney {
+                amount: total.amount,
+                currency: total.currency.clone(),
+            },
+        };
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::finish(
+            &mut tx,
+            saga.id,
+            &self.owner,
+            Stage::Capturing,
+            Stage::Confirmed,
+            Status::Confirmed,
+            now,
+        )
+        .await?
+        {
+            return Err(Halt::LostLease);
+        }
+        let captured = format!("{total} charged to the card ending {}.", saga.card_last4);
+        store::append(&mut tx, saga.id, "captured", &captured, now).await?;
+        store::append(
+            &mut tx,
+            saga.id,
+            "confirmed",
+            "The order is confirmed.",
+            now,
+        )
+        .await?;
+        self.events
+            .append(&mut tx, Some(&saga.id.to_string()), &event)
+            .await?;
+        tx.commit().await?;
+        self.events.committed();
+        self.ended(saga, "confirmed", now);
+        tracing::info!("order confirmed");
+        Ok(if saga.from_cart {
+            Ended::FromCart(saga.user_id, saga.order_lines())
+        } else {
+            Ended::Done
+        })
+    }
+
+    fn ended(&self, saga: &Saga, outcome: &'static str, now: i64) {
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = (now - saga.created_at) as f64 / 1000.0;
+        self.metrics.ended(outcome, seconds);
+    }
+
+    /// Undoes what the saga did, in reverse (void, then release), each
+    /// asked until it is done or there is nothing to undo; then ends the
+    /// saga cancelled with its event in one transaction.
+    #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
+    async fn compensate(&self, saga: &Saga) -> Result<Ended, Halt> {
+        let Some(cancel) = saga.cancel.clone() else {
+            return Err(Halt::Failed(
+                "a compensating order has no cancel reason".into(),
+            ));
+        };
+        if saga.undo.void {
+            self.note(saga, "voiding", "Letting go of the payment authorization.")
+                .await?;
+            let detail = self.void(saga.id).await?;
+            self.undone(saga, true, "voided", detail).await?;
+        }
+        if saga.undo.release {
+            self.note(saga, "releasing", "Giving the reserved stock back.")
+                .await?;
+            let detail = self.release(saga.id).await?;
+            self.undone(saga, false, "released", detail).await?;
+        }
+        let event = OrderCancelled {
+            order_id: saga.id,
+            user_id: saga.user_id,
+            reason_code: cancel.code.as_str().to_owned(),
+            reason: cancel.reason.clone(),
+        };
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::finish(
+            &mut tx,
+            saga.id,
+            &self.owner,
+            Stage::Compensating,
+            Stage::Cancelled,
+            Status::Cancelled,
+            now,
+        )
+        .await?
+        {
+            return Err(Halt::LostLease);
+        }
+        store::delete_card(&mut tx, saga.id).await?;
+        store::append(&mut tx, saga.id, "cancelled", &cancel.reason, now).await?;
+        self.events
+            .append(&mut tx, Some(&saga.id.to_string()), &event)
+            .await?;
+        tx.commit().await?;
+        self.events.committed();
+        self.ended(saga, cancel.code.as_str(), now);
+        tracing::info!(reason_code = cancel.code.as_str(), "order cancelled");
+        Ok(Ended::Done)
+    }
+
+    async fn undone(&self, saga: &Saga, void: bool, step: &str, detail: &str) -> Result<(), Halt> {
+        let now = store::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !store::undone(&mut tx, saga.id, &self.owner, void, now).await? {
+            return Err(Halt::LostLease);
+        }
+        store::append(&mut tx, saga.id, step, detail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Voids `order`'s authorization until payments says nothing is held.
+    async fn void(&self, order: Uuid) -> Result<&'static str, Halt> {
+        let mut retry = 0;
+        loop {
+            match self.unless_stopped(self.upstreams.void(order)).await? {
+                Ok(Void::Voided) => {
+                    return Ok("The payment authorization was let go; nothing was charged.");
+                }
+                Ok(Void::Nothing) => return Ok("No payment was held."),
+                Ok(Void::Captured) => {
+                    // Cannot happen before the pivot; if it did, give it back.
+                    tracing::error!("the payment was captured while compensating; refunding it");
+                    self.refund(order).await?;
+                    return Ok("The payment was refunded.");
+                }
+                Err(e) => Self::retrying("Void", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    async fn refund(&self, order: Uuid) -> Result<(), Halt> {
+        let mut retry = 0;
+        loop {
+            match self.unless_stopped(self.upstreams.refund(order)).await? {
+                Ok(()) => return Ok(()),
+                Err(e) => Self::retrying("Refund", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    /// Releases `order`'s reservation until inventory says nothing is held.
+    async fn release(&self, order: Uuid) -> Result<&'static str, Halt> {
+        let mut retry = 0;
+        loop {
+            match self.unless_stopped(self.upstreams.release(order)).await? {
+                Ok(Release::Released) => return Ok("The reserved stock is available again."),
+                Ok(Release::Nothing) => return Ok("No stock was held."),
+                Ok(Release::Committed) => {
+                    // Cannot happen before the pivot; nothing can be given back.
+                    tracing::error!("the reservation was committed while compensating");
+                    return Ok("The stock had been taken already.");
+                }
+                Err(e) => Self::retrying("Release", &e),
+            }
+            self.pause(self.backoff(retry)).await?;
+            retry += 1;
+        }
+    }
+
+    /// After the fact: removes what a confirmed order took from the cart.
+    /// A few tries; a failure is only logged (the order stands).
+    async fn clear_cart(&self, order: Uuid, user: Uuid, lines: &Lines) {
+        for retry in 0..5 {
+            let Ok(result) = self
+                .unless_stopped(self.upstreams.clear_cart(user, lines))
+                .await
+            else {
+                return;
+            };
+            match result {
+                Ok(()) => {
+                    if let Err(e) = self.cart_cleared(order).await {
+                        tracing::warn!(error = %e, "cannot note that the cart was cleared");
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot clear the cart; retrying"),
+            }
+            if self.pause(self.backoff(retry)).await.is_err() {
+                return;
+            }
+        }
+        tracing::warn!("the ordered items stay in the cart: the cart service did not answer");
+    }
+
+    async fn cart_cleared(&self, order: Uuid) -> Result<(), sqlx::Error> {
+        let mut tx: Transaction<'_, Any> = self.db.begin_write().await?;
+        store::append(
+            &mut tx,
+            order,
+            "cart_cleared",
+            "The ordered items left the cart.",
+            store::now_ms(),
+        )
+        .await?;
+        tx.commit().await
+    }
+}
