@@ -1,0 +1,544 @@
+//! E-mail: what order e-mails say (templates compiled in, text and HTML as
+//! one multipart/alternative message), how they leave (SMTP when
+//! configured, else RFC 5322 `.eml` files under `<data dir>/mail/` that a
+//! developer opens with any mail client), and the worker that sends them.
+//!
+//! An e-mail is recorded in the transaction of its notification (so a
+//! redelivered event records none) and sent afterwards by the [`Postman`]
+//! of any replica, which claims it for a while so two replicas do not send
+//! it together, and marks it sent. Its id is the notification's: the
+//! `Message-ID`, the MIME boundary and the file name derive from it, so a
+//! resend after a crash writes the same file again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bazaar_platform::db::Db;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::metrics::NotificationMetrics;
+use crate::settings::Settings;
+use crate::store::{self, Letter, Outgoing};
+
+// ---- templates ----
+
+const LAYOUT_HTML: &str = include_str!("../templates/layout.html");
+const CONFIRMED_TEXT: &str = include_str!("../templates/order_confirmed.txt");
+const CONFIRMED_HTML: &str = include_str!("../templates/order_confirmed.html");
+const CANCELLED_TEXT: &str = include_str!("../templates/order_cancelled.txt");
+const CANCELLED_HTML: &str = include_str!("../templates/order_cancelled.html");
+
+/// One line of an order as an e-mail shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Line {
+    pub(crate) title: String,
+    pub(crate) quantity: i64,
+    /// The line's price, written out (`49.00 EUR`).
+    pub(crate) price: String,
+}
+
+/// `Hello Ann,` — or just `Hello,` for a user identity has not announced yet.
+fn greeting(name: Option<&str>) -> String {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => format!("Hello {name},"),
+        None => "Hello,".to_owned(),
+    }
+}
+
+/// The e-mail of a confirmed order.
+pub(crate) fn order_confirmed(
+    name: Option<&str>,
+    order: Uuid,
+    lines: &[Line],
+    total: &str,
+    public_url: &str,
+) -> Letter {
+    let subject = format!("Your Bazaar order {order} is confirmed");
+    let order_id = order.to_string();
+    let url = format!("{public_url}/orders/{order}");
+    let hello = greeting(name);
+    let items: String = lines
+        .iter()
+        .map(|l| format!("  {} x {}  {}\n", l.quantity, l.title, l.price))
+        .collect();
+    let items_html: String = lines
+        .iter()
+        .map(|l| {
+            format!(
+                "    <tr><td style=\"padding:4px 8px\">{}</td><td style=\"text-align:right;padding:4px 8px\">{}</td><td style=\"text-align:right;padding:4px 8px\">{}</td></tr>\n",
+                escape(&l.title),
+                l.quantity,
+                escape(&l.price)
+            )
+        })
+        .collect();
+    let text = fill(
+        CONFIRMED_TEXT,
+        &[
+            ("greeting", &hello),
+            ("total", total),
+            ("order_id", &order_id),
+            ("items", items.trim_end()),
+            ("order_url", &url),
+        ],
+    );
+    let content = fill(
+        CONFIRMED_HTML,
+        &[
+            ("greeting", &escape(&hello)),
+            ("total", &escape(total)),
+            ("order_id", &order_id),
+            ("items_html", items_html.trim_end()),
+            ("order_url", &escape(&url)),
+        ],
+    );
+    let html = layout(&subject, &content);
+    Letter {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// The e-mail of a cancelled order, with the reason a person can read.
+pub(crate) fn order_cancelled(
+    name: Option<&str>,
+    order: Uuid,
+    reason: &str,
+    public_url: &str,
+) -> Letter {
+    let subject = format!("Your Bazaar order {order} was cancelled");
+    let order_id = order.to_string();
+    let url = format!("{public_url}/orders/{order}");
+    let hello = greeting(name);
+    let text = fill(
+        CANCELLED_TEXT,
+        &[
+            ("greeting", &hello),
+            ("order_id", &order_id),
+            ("reason", reason),
+            ("order_url", &url),
+        ],
+    );
+    let content = fill(
+        CANCELLED_HTML,
+        &[
+            ("greeting", &escape(&hello)),
+            ("order_id", &order_id),
+            ("reason", &escape(reason)),
+            ("order_url", &escape(&url)),
+        ],
+    );
+    let html = layout(&subject, &content);
+    Letter {
+        subject,
+        text,
+        html,
+    }
+}
+
+fn layout(subject: &str, content_html: &str) -> String {
+    fill(
+        LAYOUT_HTML,
+        &[
+            ("subject", &escape(subject)),
+            ("content_html", content_html),
+        ],
+    )
+}
+
+/// Replaces each `{{name}}` of `template` by its value, in one pass (a
+/// value that looks like a placeholder stays as it is). Unknown names are
+/// left in place, which the tests catch.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = &after[..end];
+                match values.iter().find(|(k, _)| *k == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Text made safe to put between HTML tags or in a quoted attribute.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+// ---- messages and transports ----
+
+/// The RFC 5322 message of `out` from `from` to `to`: `Message-ID`, `Date`
+/// and the MIME boundary derive from the e-mail itself, so building it
+/// again gives the same message.
+pub(crate) fn message(
+    from: &Mailbox,
+    to: Mailbox,
+    out: &Outgoing,
+) -> Result<Message, lettre::error::Error> {
+    let date = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(out.created_at).unwrap_or_default());
+    Message::builder()
+        .message_id(Some(format!("<{}@{}>", out.id, from.email.domain())))
+        .date(date)
+        .from(from.clone())
+        .to(to)
+        .subject(&out.letter.subject)
+        .multipart(
+            MultiPart::alternative()
+                .boundary(format!("bazaar-{}", out.id.simple()))
+                .singlepart(SinglePart::plain(out.letter.text.clone()))
+                .singlepart(SinglePart::html(out.letter.html.clone())),
+        )
+}
+
+/// Why a send failed, and whether trying again could help.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// The server refused it for good (5xx), or it cannot be built.
+    #[error("refused: {0}")]
+    Permanent(String),
+    /// Try again later: the server or the disk is not answering now.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Where e-mail goes.
+#[derive(Clone)]
+pub(crate) enum Mailer {
+    /// An SMTP server (its URL is a secret, kept inside the transport).
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `.eml` files in this directory.
+    Files(PathBuf),
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The transport's own Debug would show the server's details.
+            Self::Smtp(_) => f.write_str("Mailer::Smtp"),
+            Self::Files(dir) => write!(f, "Mailer::Files({})", dir.display()),
+        }
+    }
+}
+
+/// How long one SMTP conversation may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Mailer {
+    /// SMTP if `settings` name a server, else files in `mail_dir` (created).
+    pub(crate) fn new(settings: &Settings, mail_dir: &Path) -> anyhow::Result<Self> {
+        match &settings.smtp_url {
+            Some(url) => {
+                // lettre's error can quote the URL: say only which variable.
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                    .map_err(|_| {
+                        anyhow::anyhow!("{} is not a usable SMTP URL", crate::settings::SMTP_URL)
+                    })?
+                    .timeout(Some(SMTP_TIMEOUT))
+                    .build();
+                Ok(Self::Smtp(transport))
+            }
+            None => {
+                std::fs::create_dir_all(mail_dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the mail directory {}: {e}",
+                        mail_dir.display()
+                    )
+                })?;
+                Ok(Self::Files(mail_dir.to_owned()))
+            }
+        }
+    }
+
+    /// Where e-mail goes, for a log line (no secret in it).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Smtp(_) => "SMTP".to_owned(),
+            Self::Files(dir) => format!(".eml files in {}", dir.display()),
+        }
+    }
+
+    /// Sends `message`, the e-mail `id`.
+    pub(crate) async fn send(&self, id: Uuid, message: &Message) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(transport) => transport
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(|e| {
+                    if e.is_permanent() {
+                        SendError::Permanent(e.to_string())
+                    } else {
+                        SendError::Transient(e.to_string())
+                    }
+                }),
+            Self::Files(dir) => {
+                // Written whole, then renamed: a reader never sees half a file.
+                let path = dir.join(format!("{id}.eml"));
+                let partial = dir.join(format!(".{id}.eml.partial"));
+                let write = async {
+                    tokio::fs::write(&partial, message.formatted()).await?;
+                    tokio::fs::rename(&partial, &path).await
+                };
+                write.await.map_err(|e| {
+                    SendError::Transient(format!("cannot write {}: {e}", path.display()))
+                })
+            }
+        }
+    }
+}
+
+// ---- the worker ----
+
+/// E-mails taken per round.
+const BATCH: i64 = 16;
+/// How long a claimed e-mail stays with its worker: longer than a send.
+const CLAIM: Duration = Duration::from_secs(60);
+/// Polling while nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(1);
+/// Sends before an e-mail is given up.
+const MAX_ATTEMPTS: i64 = 10;
+
+/// The wait before try `attempts + 1`: 5 s doubling, at most 15 minutes.
+fn backoff(attempts: i64) -> Duration {
+    let factor = 1_u32 << attempts.clamp(0, 8);
+    (Duration::from_secs(5) * factor).min(Duration::from_secs(15 * 60))
+}
+
+/// Sends recorded e-mails and marks them sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Postman {
+    pub(crate) db: Db,
+    pub(crate) mailer: Mailer,
+    pub(crate) from: Mailbox,
+    pub(crate) metrics: NotificationMetrics,
+    /// Rung when an e-mail was recorded.
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Postman {
+    /// Runs the worker on tokio until the database closes (the platform
+    /// has no shutdown hook for background tasks; closing the pool is the
+    /// last thing a server does).
+    pub(crate) fn spawn(self) {
+        tokio::spawn(async move {
+            loop {
+                if self.db.pool().is_closed() {
+                    break;
+                }
+                match self.round().await {
+                    // A full batch: there may be more due now.
+                    Ok(n) if n >= BATCH as usize => continue,
+                    Ok(_) => {}
+                    Err(e) if self.db.pool().is_closed() => {
+                        tracing::debug!(error = %e, "mail worker stops with the database");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the e-mails to send"),
+                }
+                tokio::select! {
+                    () = self.wake.notified() => {
+                        // Rung inside the transaction that records the
+                        // e-mail; give it a moment to commit.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        });
+    }
+
+    /// Sends what is due; how many it took.
+    async fn round(&self) -> Result<usize, sqlx::Error> {
+        let now = store::now_ms();
+        let due = store::due_mail(self.db.pool(), now, BATCH).await?;
+        let until = now + i64::try_from(CLAIM.as_millis()).unwrap_or(i64::MAX / 2);
+        for id in &due {
+            if !store::claim_mail(self.db.pool(), id, now, until).await? {
+                continue;
+            }
+            let Some(out) = store::outgoing(self.db.pool(), id).await? else {
+                continue;
+            };
+            self.deliver(out).await?;
+        }
+        Ok(due.len())
+    }
+
+    #[tracing::instrument(skip_all, fields(mail_id = %out.id, attempt = out.attempts + 1))]
+    async fn deliver(&self, out: Outgoing) -> Result<(), sqlx::Error> {
+        let result = match &out.to {
+            None => Err(SendError::Transient(
+                "the recipient's address is not known yet (no identity.user.registered)".into(),
+            )),
+            Some((email, name)) => match email.parse() {
+                Err(_) => Err(SendError::Permanent(format!("{email:?} is not an address"))),
+                Ok(address) => {
+                    let name = (!name.trim().is_empty()).then(|| name.clone());
+                    match message(&self.from, Mailbox::new(name, address), &out) {
+                        Err(e) => Err(SendError::Permanent(e.to_string())),
+                        Ok(message) => self.mailer.send(out.id, &message).await,
+                    }
+                }
+            },
+        };
+        match result {
+            Ok(()) => {
+                store::mail_sent(self.db.pool(), out.id, store::now_ms()).await?;
+                self.metrics.mail("sent");
+                tracing::info!("e-mail sent");
+            }
+            Err(SendError::Transient(error)) if out.attempts + 1 < MAX_ATTEMPTS => {
+                let wait = backoff(out.attempts);
+                let next =
+                    store::now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+                store::mail_failed(self.db.pool(), out.id, Some(next), &error).await?;
+                self.metrics.mail("retried");
+                tracing::warn!(error = %error, retry_in = ?wait, "e-mail not sent; will try again");
+            }
+            Err(error) => {
+                store::mail_failed(self.db.pool(), out.id, None, &error.to_string()).await?;
+                self.metrics.mail("failed");
+                tracing::error!(error = %error, "e-mail given up");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines() -> Vec<Line> {
+        vec![
+            Line {
+                title: "Cast iron <teapot>".into(),
+                quantity: 2,
+                price: "49.00 EUR".into(),
+            },
+            Line {
+                title: "Cups & saucers".into(),
+                quantity: 1,
+                price: "12.00 EUR".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let order = Uuid::now_v7();
+        let confirmed = order_confirmed(Some("Ann"), order, &lines(), "61.00 EUR", "http://shop");
+        let cancelled = order_cancelled(None, order, "The card was declined.", "http://shop");
+        for letter in [&confirmed, &cancelled] {
+            for part in [&letter.subject, &letter.text, &letter.html] {
+                assert!(!part.contains("{{"), "{part}");
+                assert!(part.contains(&order.to_string()), "{part}");
+            }
+            assert!(letter.text.contains(&format!("http://shop/orders/{order}")));
+            assert!(
+                letter
+                    .html
+                    .contains(&format!("href=\"http://shop/orders/{order}\""))
+            );
+        }
+        assert!(confirmed.text.starts_with("Hello Ann,"));
+        assert!(confirmed.text.contains("2 x Cast iron <teapot>  49.00 EUR"));
+        assert!(confirmed.text.contains("Total: 61.00 EUR"));
+        assert!(cancelled.text.starts_with("Hello,"));
+        assert!(cancelled.text.contains("The card was declined."));
+    }
+
+    #[test]
+    fn html_escapes_what_users_wrote() {
+        let letter = order_confirmed(
+            Some("<b>Eve</b>"),
+            Uuid::now_v7(),
+            &lines(),
+            "61.00 EUR",
+            "http://shop",
+        );
+        assert!(letter.html.contains("Cast iron &lt;teapot&gt;"));
+        assert!(letter.html.contains("Cups &amp; saucers"));
+        assert!(letter.html.contains("Hello &lt;b&gt;Eve&lt;/b&gt;,"));
+        assert!(!letter.html.contains("<teapot>"));
+        let cancelled = order_cancelled(None, Uuid::now_v7(), "<script>x</script>", "http://s");
+        assert!(cancelled.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn fill_substitutes_once() {
+        assert_eq!(
+            fill(
+                "{{a}} and {{b}} {{unknown}} {{",
+                &[("a", "{{b}}"), ("b", "B")]
+            ),
+            "{{b}} and B {{unknown}} {{"
+        );
+    }
+
+    #[test]
+    fn messages_are_multipart_alternative_and_the_same_every_time() {
+        let id = Uuid::now_v7();
+        let out = Outgoing {
+            id,
+            letter: order_cancelled(Some("Ann"), Uuid::now_v7(), "Out of stock.", "http://shop"),
+            attempts: 0,
+            created_at: 1_700_000_000_000,
+            to: None,
+        };
+        let from: Mailbox = "Bazaar <no-reply@bazaar.localhost>".parse().unwrap();
+        let to: Mailbox = "Ann <ann@example.com>".parse().unwrap();
+        let first = message(&from, to.clone(), &out).unwrap().formatted();
+        let again = message(&from, to, &out).unwrap().formatted();
+        assert_eq!(first, again);
+        let text = String::from_utf8(first).unwrap();
+        assert!(
+            text.contains("Content-Type: multipart/alternative"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Message-ID: <{id}@bazaar.localhost>")),
+            "{text}"
+        );
+        assert!(text.contains("Content-Type: text/plain"), "{text}");
+        assert!(text.contains("Content-Type: text/html"), "{text}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_ceiling() {
+        assert_eq!(backoff(0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(100), Duration::from_secs(15 * 60));
+    }
+}

@@ -1,0 +1,241 @@
+//! Notifications' own variables, read once at start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bazaar_platform::config::{ConfigError, Secret, Var, parse_duration};
+
+/// Where e-mail is sent; unset: `.eml` files under the data dir.
+pub const SMTP_URL: &str = "BAZAAR_NOTIFICATIONS_SMTP_URL";
+/// A file holding [`SMTP_URL`] (a mounted secret), read when that is unset.
+pub const SMTP_URL_FILE: &str = "BAZAAR_NOTIFICATIONS_SMTP_URL_FILE";
+/// The sender of every e-mail.
+pub const MAIL_FROM: &str = "BAZAAR_NOTIFICATIONS_MAIL_FROM";
+/// The storefront's public address, for the links in e-mails.
+pub const PUBLIC_URL: &str = "BAZAAR_NOTIFICATIONS_PUBLIC_URL";
+/// How often an idle notification stream gets a keep-alive comment.
+pub const KEEP_ALIVE: &str = "BAZAAR_NOTIFICATIONS_KEEP_ALIVE";
+
+/// Every variable the notifications service reads besides the platform's
+/// (`bazaar_platform::config::VARS`).
+pub const VARS: &[Var] = &[
+    Var {
+        name: SMTP_URL,
+        default: "unset (e-mails are written as .eml files to <data dir>/mail/)",
+        help: "Secret. SMTP server for e-mail: smtp://[user:password@]host[:port][?tls=required|opportunistic] or smtps://… (implicit TLS, port 465); a path (smtp://host/name) sets the EHLO name. Never logged.",
+    },
+    Var {
+        name: SMTP_URL_FILE,
+        default: "unset",
+        help: "A file whose content is the SMTP URL (for mounted secrets); used when BAZAAR_NOTIFICATIONS_SMTP_URL is unset.",
+    },
+    Var {
+        name: MAIL_FROM,
+        default: "Bazaar <no-reply@bazaar.localhost>",
+        help: "The From of every e-mail: an address, optionally with a display name (Name <address>).",
+    },
+    Var {
+        name: PUBLIC_URL,
+        default: "http://127.0.0.1:8080",
+        help: "Base URL of the storefront, for the links in e-mails (a notification's link is a path under it).",
+    },
+    Var {
+        name: KEEP_ALIVE,
+        default: "15s",
+        help: "How often GET /api/v1/notifications/stream sends a keep-alive comment while idle, so proxies keep the stream open.",
+    },
+];
+
+/// What the notifications service is tuned with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The SMTP server, if e-mail goes out; `None` writes `.eml` files.
+    pub smtp_url: Option<Secret<String>>,
+    /// The sender, `Name <address>` or an address.
+    pub mail_from: String,
+    /// The storefront's base URL, without a trailing `/`.
+    pub public_url: String,
+    /// Keep-alive period of idle streams.
+    pub keep_alive: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            mail_from: "Bazaar <no-reply@bazaar.localhost>".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the notifications variables from the process environment.
+    ///
+    /// # Errors
+    /// A variable that is set but not valid, naming it (never showing a
+    /// secret's value).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the notifications variables from `vars` (tests pass their own).
+    ///
+    /// # Errors
+    /// A variable that is set but not valid, naming it (never showing a
+    /// secret's value).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BAZAAR_NOTIFICATIONS_"))
+            .collect();
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut settings = Self::default();
+
+        let smtp = match (get(SMTP_URL), get(SMTP_URL_FILE)) {
+            (Some(url), _) => Some((SMTP_URL, url.to_owned())),
+            (None, Some(path)) => {
+                let url = std::fs::read_to_string(path)
+                    .map_err(|e| refuse(SMTP_URL_FILE, path, &format!("cannot be read: {e}")))?;
+                Some((SMTP_URL_FILE, url.trim().to_owned()))
+            }
+            (None, None) => None,
+        };
+        if let Some((var, url)) = smtp {
+            check_smtp_url(&url).map_err(|reason| refuse(var, "[redacted]", reason))?;
+            settings.smtp_url = Some(Secret::new(url));
+        }
+        if let Some(value) = get(MAIL_FROM) {
+            value.parse::<lettre::message::Mailbox>().map_err(|_| {
+                refuse(
+                    MAIL_FROM,
+                    value,
+                    "not an e-mail address like Bazaar <no-reply@example.com>",
+                )
+            })?;
+            value.clone_into(&mut settings.mail_from);
+        }
+        if let Some(value) = get(PUBLIC_URL) {
+            let url = url::Url::parse(value)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| refuse(PUBLIC_URL, value, "not an http(s) URL"))?;
+            settings.public_url = url.as_str().trim_end_matches('/').to_owned();
+        }
+        if let Some(value) = get(KEEP_ALIVE) {
+            settings.keep_alive = parse_duration(value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| refuse(KEEP_ALIVE, value, "not a positive duration like 15s"))?;
+        }
+        Ok(settings)
+    }
+}
+
+/// Whether `url` is an SMTP URL lettre understands; the reason if not.
+/// Checked here so a typo fails at start, not at the first e-mail.
+fn check_smtp_url(url: &str) -> Result<(), &'static str> {
+    let parsed = url::Url::parse(url).map_err(|_| "not a URL")?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("names no host");
+    }
+    match (parsed.scheme(), query_tls(&parsed).as_deref()) {
+        ("smtp", None | Some("required" | "opportunistic")) | ("smtps", None) => Ok(()),
+        ("smtp", Some(_)) => Err("tls must be required or opportunistic"),
+        _ => Err("the scheme must be smtp or smtps"),
+    }
+}
+
+fn query_tls(url: &url::Url) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned())
+}
+
+fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        var: var.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+        assert!(s.smtp_url.is_none());
+        assert_eq!(s.keep_alive, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn values_are_read() {
+        let s = Settings::from_vars(vars(&[
+            (
+                SMTP_URL,
+                "smtp://mailer:s3cret@mail.example.com:587?tls=required",
+            ),
+            (MAIL_FROM, "Shop <shop@example.com>"),
+            (PUBLIC_URL, "https://shop.example.com/"),
+            (KEEP_ALIVE, "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.smtp_url.as_ref().unwrap().expose(),
+            "smtp://mailer:s3cret@mail.example.com:587?tls=required"
+        );
+        assert_eq!(s.mail_from, "Shop <shop@example.com>");
+        assert_eq!(s.public_url, "https://shop.example.com");
+        assert_eq!(s.keep_alive, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_smtp_url_never_shows() {
+        let s =
+            Settings::from_vars(vars(&[(SMTP_URL, "smtps://u:hunter2@mail.example.com")])).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = Settings::from_vars(vars(&[(SMTP_URL, "http://u:hunter2@mail.example.com")]))
+            .unwrap_err();
+        assert_eq!(e.var, SMTP_URL);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn the_smtp_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp");
+        std::fs::write(&path, "smtp://mail.example.com:2525\n").unwrap();
+        let s = Settings::from_vars(vars(&[(SMTP_URL_FILE, path.to_str().unwrap())])).unwrap();
+        assert_eq!(s.smtp_url.unwrap().expose(), "smtp://mail.example.com:2525");
+        let e = Settings::from_vars(vars(&[(SMTP_URL_FILE, "/no/such/file")])).unwrap_err();
+        assert_eq!(e.var, SMTP_URL_FILE);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            (SMTP_URL, "smtp://mail.example.com?tls=maybe"),
+            (SMTP_URL, "not a url"),
+            (MAIL_FROM, "nobody"),
+            (PUBLIC_URL, "ftp://example.com"),
+            (KEEP_ALIVE, "0s"),
+            (KEEP_ALIVE, "soon"),
+        ] {
+            let e = Settings::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+        }
+    }
+}
