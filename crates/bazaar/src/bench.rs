@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -104,50 +104,132 @@ impl Drop for Launcher {
     }
 }
 
+/// A fleet a benchmark started: `bazaar up` on a data directory and a free
+/// port, its output read line by line. Dropping it kills the launcher (and
+/// so, through their standard input, its processes).
+pub(crate) struct Fleet {
+    launcher: Launcher,
+    /// When the launcher was spawned.
+    pub(crate) started: Instant,
+    /// The gateway's public address.
+    pub(crate) public: SocketAddr,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Fleet {
+    /// Starts `command` (this binary, perhaps under `taskset`) with
+    /// `up --data-dir DATA_DIR --port <free port>`.
+    pub(crate) fn start(mut command: Command, data_dir: &Path) -> anyhow::Result<Self> {
+        let public = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free port")?;
+        let started = Instant::now();
+        let child = command
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--port")
+            .arg(public.port().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start `bazaar up`")?;
+        let mut launcher = Launcher(child);
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        if let Some(stdout) = launcher.0.stdout.take() {
+            keep_tail(stdout, Arc::clone(&tail), Some(lines_tx));
+        }
+        if let Some(stderr) = launcher.0.stderr.take() {
+            keep_tail(stderr, Arc::clone(&tail), None);
+        }
+        Ok(Self {
+            launcher,
+            started,
+            public,
+            tail,
+            lines,
+        })
+    }
+
+    /// The launcher's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.launcher.0.id()
+    }
+
+    /// The last lines the fleet printed.
+    pub(crate) fn output(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.iter().cloned().collect::<Vec<String>>().join("\n")
+    }
+
+    /// Waits up to `limit` for a line of standard output that `wanted`
+    /// accepts, and returns it; `what` names it in the error.
+    pub(crate) fn wait_for_line(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => {
+                    let status = self.launcher.0.try_wait().ok().flatten();
+                    bail!(
+                        "no {what} within {}s (launcher: {}); its output:\n{}",
+                        limit.as_secs(),
+                        status.map_or("still running".to_owned(), |s| s.to_string()),
+                        self.output()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for the `ready:` line.
+    pub(crate) fn wait_ready(&mut self) -> anyhow::Result<()> {
+        self.wait_for_line("`ready:` line", READY_LIMIT, |line| {
+            line.starts_with("ready: ")
+        })
+        .map(drop)
+    }
+
+    /// Stops the fleet with SIGTERM and waits for the launcher; how long
+    /// it took.
+    pub(crate) fn stop(&mut self) -> anyhow::Result<Duration> {
+        let stopping = Instant::now();
+        kill(Pid::from_raw(i32::try_from(self.pid())?), Signal::SIGTERM)
+            .context("cannot signal the launcher")?;
+        let status = wait_for_exit(&mut self.launcher.0, STOP_LIMIT)?;
+        let stop = stopping.elapsed();
+        match status {
+            Some(s) if s.success() => Ok(stop),
+            Some(s) => bail!(
+                "the launcher stopped with {s}; its output:\n{}",
+                self.output()
+            ),
+            None => bail!(
+                "the launcher did not stop within {}s of SIGTERM",
+                STOP_LIMIT.as_secs()
+            ),
+        }
+    }
+}
+
 fn one_run(exe: &Path) -> anyhow::Result<Run> {
     let data_dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("cannot find a free port")?
-        .port();
-    let started = Instant::now();
-    let child = Command::new(exe)
-        .arg("up")
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .arg("--port")
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start `bazaar up`")?;
-    let mut launcher = Launcher(child);
-    let pid = launcher.0.id();
-
-    let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    if let Some(stdout) = launcher.0.stdout.take() {
-        keep_tail(stdout, Arc::clone(&tail), Some(ready_tx));
-    }
-    if let Some(stderr) = launcher.0.stderr.take() {
-        keep_tail(stderr, Arc::clone(&tail), None);
-    }
-    let show_tail = || {
-        let tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-        tail.iter().cloned().collect::<Vec<String>>().join("\n")
-    };
-
-    if ready_rx.recv_timeout(READY_LIMIT).is_err() {
-        let status = launcher.0.try_wait().ok().flatten();
-        bail!(
-            "no `ready:` line within {}s (launcher: {}); its output:\n{}",
-            READY_LIMIT.as_secs(),
-            status.map_or("still running".to_owned(), |s| s.to_string()),
-            show_tail()
-        );
-    }
-    let ready = started.elapsed();
+    let mut fleet = Fleet::start(Command::new(exe), data_dir.path())?;
+    fleet.wait_ready()?;
+    let ready = fleet.started.elapsed();
+    let pid = fleet.pid();
 
     let mut processes = vec![ProcessRss {
         name: "bazaar (launcher)".to_owned(),
@@ -168,22 +250,7 @@ fn one_run(exe: &Path) -> anyhow::Result<Run> {
         });
     }
 
-    let stopping = Instant::now();
-    kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)
-        .context("cannot signal the launcher")?;
-    let status = wait_for_exit(&mut launcher.0, STOP_LIMIT)?;
-    let stop = stopping.elapsed();
-    match status {
-        Some(s) if s.success() => {}
-        Some(s) => bail!(
-            "the launcher stopped with {s}; its output:\n{}",
-            show_tail()
-        ),
-        None => bail!(
-            "the launcher did not stop within {}s of SIGTERM",
-            STOP_LIMIT.as_secs()
-        ),
-    }
+    let stop = fleet.stop()?;
     Ok(Run {
         ready,
         processes,
@@ -191,20 +258,18 @@ fn one_run(exe: &Path) -> anyhow::Result<Run> {
     })
 }
 
-/// Reads `from` line by line, keeping the last lines, and reports the
-/// `ready:` line on `ready`.
+/// Reads `from` line by line, keeping the last lines and passing each on to
+/// `lines`.
 fn keep_tail(
     from: impl Read + Send + 'static,
     tail: Arc<Mutex<VecDeque<String>>>,
-    ready: Option<mpsc::Sender<()>>,
+    lines: Option<mpsc::Sender<String>>,
 ) {
     thread::spawn(move || {
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
-            if line.starts_with("ready: ")
-                && let Some(ready) = &ready
-            {
-                let _ = ready.send(());
+            if let Some(lines) = &lines {
+                let _ = lines.send(line.clone());
             }
             let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
             if tail.len() == TAIL_LINES {

@@ -54,6 +54,11 @@ pub enum Command {
     /// Measure the system
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Generate the deployment files (Docker Compose, Kubernetes) from the service registry
+    #[command(subcommand)]
+    Deploy(crate::deploy::DeployCommand),
+    /// GET a URL; exit 0 if it answers 2xx, else 1 (the container's health check)
+    Probe(crate::probe::ProbeArgs),
 }
 
 const UP_LONG_ABOUT: &str = "\
@@ -126,6 +131,12 @@ pub enum BenchCommand {
     /// The gateway against nginx and no proxy: requests/s and added latency
     #[command(long_about = GATEWAY_LONG_ABOUT)]
     Gateway(GatewayBenchArgs),
+    /// The catalog's read path through the gateway: max requests/s within a p99 limit, the gateway's share
+    #[command(long_about = crate::bench_catalog::LONG_ABOUT)]
+    Catalog(CatalogBenchArgs),
+    /// The checkout saga end to end at fixed order rates: orders/s, POST and accepted → confirmed latency
+    #[command(long_about = crate::bench_checkout::LONG_ABOUT)]
+    Checkout(Box<CheckoutBenchArgs>),
     /// A process of `bench gateway` (its upstream, load generator or nginx watcher)
     #[command(subcommand, hide = true)]
     GatewayProcess(crate::bench_gateway::Process),
@@ -178,6 +189,57 @@ pub struct GatewayBenchArgs {
     #[arg(long)]
     pub skip_nginx: bool,
     /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `bazaar bench catalog`.
+#[derive(Debug, Args)]
+pub struct CatalogBenchArgs {
+    /// Seconds measured at each rate (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub duration_per_step: u64,
+    /// The latency limit: the maximum is the highest rate whose p99 stays within it
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = crate::bench_catalog::parse_p99_ms)]
+    pub max_p99_ms: f64,
+    /// Keep-alive connections of the load generator
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `bazaar bench checkout`.
+#[derive(Debug, Args)]
+pub struct CheckoutBenchArgs {
+    /// Orders/s measured, in turn (comma-separated)
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = crate::bench_checkout::DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub rates: Vec<u32>,
+    /// Seconds measured at each rate (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub duration: u64,
+    /// Buyers placing the orders in turn
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub buyers: u16,
+    /// Products ordered in turn
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub products: u16,
+    /// Also run on this PostgreSQL server (postgres://USER[:PASSWORD]@HOST[:PORT]): each
+    /// run gets fresh databases, dropped afterwards with psql when it is installed
+    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_postgres))]
+    pub postgres: Option<PostgresUrl>,
+    /// Events through NATS JetStream in every run (a fresh stream per run): nats://HOST[:PORT]
+    #[arg(long, value_name = "URL", value_parser = parse_nats)]
+    pub nats: Option<Url>,
+    /// Redis for the fleet's shared state in every run: redis://HOST[:PORT]
+    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_redis))]
+    pub redis: Option<RedisUrl>,
+    /// A BAZAAR_* variable for every process of the fleet, to try a setting
+    /// (e.g. BAZAAR_ORDERS_SAGA_CONCURRENCY=8); repeatable
+    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::bench_checkout::parse_fleet_env)]
+    pub fleet_env: Vec<(String, String)>,
+    /// Print one JSON object instead of tables
     #[arg(long)]
     pub json: bool,
 }

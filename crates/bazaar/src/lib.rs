@@ -5,8 +5,13 @@
 //! `/proc` helpers with the binary they drive.
 
 pub mod bench;
+pub mod bench_catalog;
+pub mod bench_checkout;
 pub mod bench_gateway;
 pub mod cli;
+pub mod deploy;
+pub mod load;
+pub mod probe;
 pub mod procfs;
 pub mod registry;
 pub mod seed;

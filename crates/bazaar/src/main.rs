@@ -14,8 +14,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => bazaar::serve::main(&args.service),
         Command::Bench(BenchCommand::Fleet(args)) => bazaar::bench::fleet(&args),
         Command::Bench(BenchCommand::Gateway(args)) => bazaar::bench_gateway::gateway(&args),
+        Command::Bench(BenchCommand::Catalog(args)) => bazaar::bench_catalog::catalog(&args),
+        Command::Bench(BenchCommand::Checkout(args)) => bazaar::bench_checkout::checkout(&args),
         Command::Bench(BenchCommand::GatewayProcess(process)) => {
             bazaar::bench_gateway::process(process)
         }
+        Command::Deploy(command) => bazaar::deploy::main(&command),
+        Command::Probe(args) => bazaar::probe::main(&args),
     }
 }

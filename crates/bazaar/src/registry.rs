@@ -75,6 +75,36 @@ pub static SERVICES: &[ServiceDef] = &[
         vars: bazaar_inventory::VARS,
         run: run::<bazaar_inventory::Inventory>,
     },
+    ServiceDef {
+        name: "cart",
+        default_port: 7104,
+        calls: Calls::These(&["identity"]),
+        vars: bazaar_cart::VARS,
+        run: run::<bazaar_cart::Cart>,
+    },
+    ServiceDef {
+        name: "orders",
+        default_port: 7105,
+        // The checkout saga: prices from catalog, stock from inventory,
+        // money from payments, the cart from cart.
+        calls: Calls::These(&["identity", "catalog", "inventory", "payments", "cart"]),
+        vars: bazaar_orders::VARS,
+        run: run::<bazaar_orders::Orders>,
+    },
+    ServiceDef {
+        name: "payments",
+        default_port: 7106,
+        calls: Calls::These(&["identity"]),
+        vars: bazaar_payments::VARS,
+        run: run::<bazaar_payments::Payments>,
+    },
+    ServiceDef {
+        name: "notifications",
+        default_port: 7107,
+        calls: Calls::These(&["identity"]),
+        vars: bazaar_notifications::VARS,
+        run: run::<bazaar_notifications::Notifications>,
+    },
 ];
 
 /// Boxes the platform's `serve` so every service fits one function type.

@@ -181,6 +181,11 @@ impl Fleet {
         }
     }
 
+    /// The fleet's data directory (`bazaar up --data-dir`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     /// The gateway's public URL, e.g. `http://127.0.0.1:41234`.
     pub fn base_url(&self) -> &str {
         &self.base_url

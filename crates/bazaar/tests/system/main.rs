@@ -2,12 +2,16 @@
 //! outside through the gateway and `/proc`. One test binary, so the fleet's
 //! binary is linked once.
 
+mod api;
 mod harness;
 
 mod catalog;
+mod checkout;
 mod cli;
+mod fault;
 mod fleet;
 mod gateway;
 mod identity;
 mod inventory;
 mod lifecycle;
+mod notifications;

@@ -1,0 +1,1243 @@
+//! The load generator the benchmarks share, and what it takes to run it:
+//! pinning it and the servers to their own cores, starting and stopping
+//! the processes a benchmark needs, and reading its result.
+//!
+//! The load generator is this binary again (`bazaar bench gateway-process
+//! load`), one process on one core, one thread: over keep-alive HTTP/1.1
+//! connections it sends requests either as fast as they go (closed loop) or
+//! at a fixed rate (open loop). In open loop every request has an intended
+//! send time and its latency counts from then, so a server that stalls
+//! cannot hide the stall by delaying the requests that would have measured
+//! it (coordinated omission). It prints its result as one JSON line.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, BufRead as _, BufReader, Read, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::Notify;
+
+use crate::procfs::ProcessId;
+
+/// Not measured at the start of every load run: connections and caches settle.
+pub const WARMUP: Duration = Duration::from_secs(1);
+/// A request not answered within this is an error; its connection is dropped.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a server may take to give its first right answer.
+pub const START_LIMIT: Duration = Duration::from_secs(30);
+/// How long a process may take to stop once its standard input closes.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// Lines of a process's output kept to explain a failure.
+pub const TAIL_LINES: usize = 100;
+/// Largest response head or body the load generator takes.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// Latency percentiles of one load run, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: u64,
+}
+
+/// What the load generator measured in one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadResult {
+    /// Answers with a 2xx status in the measured window.
+    pub ok: u64,
+    /// Answers with another status.
+    pub non_2xx: u64,
+    /// Requests that got no answer: connection errors, malformed answers, timeouts.
+    pub errors: u64,
+    /// Length of the measured window in seconds.
+    pub window_secs: f64,
+    /// Latency of the answered requests; in open loop from their intended send time.
+    pub latency: Latency,
+    /// Open loop: how late requests were sent after their intended time
+    /// (99th percentile, ns); large when the load generator fell behind.
+    pub send_lag_p99: u64,
+    /// Open loop: most requests waiting for a free connection at once.
+    pub max_backlog: u64,
+    /// CPU the load generator used over its run (1.0 = one core busy), if known.
+    pub cpu: Option<f64>,
+}
+
+impl LoadResult {
+    /// Successful answers per second.
+    pub fn rps(&self) -> f64 {
+        if self.window_secs > 0.0 {
+            self.ok as f64 / self.window_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Requests that failed or got a non-2xx answer.
+    pub fn failed(&self) -> u64 {
+        self.errors + self.non_2xx
+    }
+
+    /// The form the load generator prints and the benchmark reads.
+    pub fn to_json(&self) -> Value {
+        let l = &self.latency;
+        json!({
+            "ok": self.ok, "non_2xx": self.non_2xx, "errors": self.errors,
+            "window_secs": self.window_secs,
+            "latency_ns": {
+                "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999,
+                "max": l.max, "mean": l.mean,
+            },
+            "send_lag_p99_ns": self.send_lag_p99,
+            "max_backlog": self.max_backlog,
+            "cpu": self.cpu,
+        })
+    }
+
+    pub fn from_json(value: &Value) -> anyhow::Result<Self> {
+        let int = |v: &Value| v.as_u64().context("expected a whole number");
+        let l = &value["latency_ns"];
+        Ok(Self {
+            ok: int(&value["ok"])?,
+            non_2xx: int(&value["non_2xx"])?,
+            errors: int(&value["errors"])?,
+            window_secs: value["window_secs"].as_f64().context("no window")?,
+            latency: Latency {
+                p50: int(&l["p50"])?,
+                p90: int(&l["p90"])?,
+                p99: int(&l["p99"])?,
+                p999: int(&l["p999"])?,
+                max: int(&l["max"])?,
+                mean: int(&l["mean"])?,
+            },
+            send_lag_p99: int(&value["send_lag_p99_ns"])?,
+            max_backlog: int(&value["max_backlog"])?,
+            cpu: value["cpu"].as_f64(),
+        })
+    }
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Which cores the processes run on: the load generator on one, everything
+/// else on another, when `taskset` and two cores are there.
+#[derive(Debug, Clone)]
+pub struct Cores {
+    taskset: Option<PathBuf>,
+    /// The core of the servers.
+    pub servers: Option<usize>,
+    /// The core of the load generator.
+    pub load: Option<usize>,
+    /// What was pinned where, for the report.
+    pub note: String,
+}
+
+impl Cores {
+    /// Pins the load generator to the second allowed core and the servers
+    /// (`servers` names them in the note) to the first.
+    pub fn detect(servers_are: &str) -> Self {
+        let allowed = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .and_then(|v| parse_cpu_list(v.trim()))
+            })
+            .unwrap_or_default();
+        let unpinned = |why: &str| Self {
+            taskset: None,
+            servers: None,
+            load: None,
+            note: format!("nothing pinned ({why}): the load generator competes with the servers"),
+        };
+        match (find_program("taskset"), allowed.as_slice()) {
+            (None, _) => unpinned("taskset not found"),
+            (Some(taskset), [servers, load, ..]) => Self {
+                taskset: Some(taskset),
+                servers: Some(*servers),
+                load: Some(*load),
+                note: format!(
+                    "load generator alone on core {load}; {servers_are} share core {servers} (taskset)"
+                ),
+            },
+            (Some(_), _) => unpinned("fewer than two cores"),
+        }
+    }
+
+    /// `program`, under `taskset -c CORE` when pinning.
+    pub fn command(&self, core: Option<usize>, program: &Path) -> Command {
+        match (&self.taskset, core) {
+            (Some(taskset), Some(core)) => {
+                let mut command = Command::new(taskset);
+                command.arg("-c").arg(core.to_string()).arg(program);
+                command
+            }
+            _ => Command::new(program),
+        }
+    }
+}
+
+/// `0-1,4` → `[0, 1, 4]`, as in `/proc/*/status`'s `Cpus_allowed_list`.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// `name` on `PATH` or in the sbin directories, which a user's `PATH` may lack.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A process the benchmark started. Stopping it (or dropping it) closes its
+/// standard input, which every one of them takes as the sign to exit, and
+/// kills it if it lingers.
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: &'static str,
+    /// The process.
+    pub child: Child,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Proc {
+    /// Starts `command`; its standard output's lines also go to `lines`.
+    pub fn spawn(
+        name: &'static str,
+        mut command: Command,
+        lines: Option<mpsc::Sender<String>>,
+    ) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start the {name}"))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(stdout) = child.stdout.take() {
+            keep_tail(stdout, Arc::clone(&tail), lines);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            keep_tail(stderr, Arc::clone(&tail), None);
+        }
+        Ok(Self { name, child, tail })
+    }
+
+    /// The last lines it printed.
+    pub fn output(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Fails, with its last output, if it has exited.
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            // Let the output threads catch the last lines.
+            thread::sleep(Duration::from_millis(50));
+            bail!(
+                "the {} exited ({status}); its output:\n{}",
+                self.name,
+                self.output()
+            );
+        }
+        Ok(())
+    }
+
+    /// Closes its standard input and waits; kills it after `STOP_LIMIT`.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + STOP_LIMIT;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        eprintln!(
+            "warning: the {} did not stop within {}s; killing it",
+            self.name,
+            STOP_LIMIT.as_secs()
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// Reads `from` line by line, keeping the last lines and passing each on to
+/// `lines`.
+pub fn keep_tail(
+    from: impl Read + Send + 'static,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    lines: Option<mpsc::Sender<String>>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if let Some(lines) = &lines {
+                let _ = lines.send(line.clone());
+            }
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+}
+
+/// A free port on 127.0.0.1, at the time of asking.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free port")
+}
+
+/// One blocking `GET` on a new connection: status and body.
+pub fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, Vec<u8>)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut body = Vec::new();
+    loop {
+        body.clear();
+        let parsed = parse_response(&buf, Some(&mut body))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some(response) = parsed {
+            return Ok((response.status, body));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before a whole answer",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One run of the load generator.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// The server, on loopback.
+    pub target: SocketAddr,
+    /// The paths asked for, in turn.
+    pub paths: Vec<String>,
+    /// Keep-alive connections.
+    pub connections: u16,
+    /// Not measured at the start.
+    pub warmup: Duration,
+    /// Measured.
+    pub duration: Duration,
+    /// Open loop at this many requests/s; `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+/// Runs the load generator once, as its own process on the load
+/// generator's core; the process is added to `started`.
+pub fn run_load(
+    exe: &Path,
+    cores: &Cores,
+    spec: &LoadSpec,
+    started: &mut Vec<ProcessId>,
+) -> anyhow::Result<LoadResult> {
+    let mut command = cores.command(cores.load, exe);
+    command
+        .args(["bench", "gateway-process", "load", "--target"])
+        .arg(spec.target.to_string())
+        .arg("--connections")
+        .arg(spec.connections.to_string())
+        .arg("--warmup-ms")
+        .arg(spec.warmup.as_millis().to_string())
+        .arg("--duration-ms")
+        .arg(spec.duration.as_millis().to_string());
+    for path in &spec.paths {
+        command.arg("--path").arg(path);
+    }
+    if let Some(rate) = spec.rate {
+        command.arg("--rate").arg(format!("{rate:.0}"));
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut proc = Proc::spawn("load generator", command, Some(tx))?;
+    started.extend(ProcessId::of(proc.child.id()));
+    let limit = spec.warmup + spec.duration + REQUEST_TIMEOUT * 2 + START_LIMIT;
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with('{') => {
+                let value: Value =
+                    serde_json::from_str(&line).context("the load generator's result")?;
+                proc.stop();
+                return LoadResult::from_json(&value).context("the load generator's result");
+            }
+            Ok(_) => {}
+            Err(_) => {
+                proc.check()?;
+                bail!(
+                    "the load generator gave no result within {}s; its output:\n{}",
+                    limit.as_secs(),
+                    proc.output()
+                );
+            }
+        }
+    }
+}
+
+/// Nanoseconds in µs.
+pub fn micros(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// `12345.6` → `12,346`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Options of the load generator.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The server: an address on loopback, nothing else
+    #[arg(long, value_name = "ADDR", value_parser = parse_loopback)]
+    pub target: SocketAddr,
+    /// The path the requests ask for; repeated, the paths are asked for in turn
+    #[arg(long = "path", value_name = "PATH", default_value = crate::bench_gateway::PATH, value_parser = parse_path)]
+    pub paths: Vec<String>,
+    /// Keep-alive connections
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub connections: u16,
+    /// Time at the start not measured
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub warmup_ms: u64,
+    /// Time measured
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub duration_ms: u64,
+    /// Requests per second in open loop; without it, closed loop, as fast as the connections go
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+}
+
+fn parse_loopback(value: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not HOST:PORT"))?;
+    if !addr.ip().is_loopback() {
+        return Err("the load generator only sends to loopback addresses".to_owned());
+    }
+    Ok(addr)
+}
+
+fn parse_path(value: &str) -> Result<String, String> {
+    if !value.starts_with('/') || value.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20) {
+        return Err("a path starts with / and has no spaces or control characters".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if (1.0..=10_000_000.0).contains(&rate) => Ok(rate),
+        _ => Err("expected requests per second from 1 to 10000000".to_owned()),
+    }
+}
+
+/// The benchmark holds a pipe to every process's standard input; when it
+/// closes (the benchmark is done, or was killed) the process ends.
+pub fn exit_when_stdin_closes() {
+    let _ = thread::Builder::new().name("stdin-watch".into()).spawn(|| {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        std::process::exit(0);
+    });
+}
+
+/// One whole response at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    /// Bytes it takes, body included.
+    pub len: usize,
+    /// Its status code.
+    pub status: u16,
+    /// The server will close the connection after it.
+    pub close: bool,
+}
+
+/// Parses the response at the start of `buf`: `Ok(None)` while it is
+/// incomplete. With `body`, its decoded body is appended there (meaningful
+/// only when a whole response is found).
+pub fn parse_response(
+    buf: &[u8],
+    body: Option<&mut Vec<u8>>,
+) -> Result<Option<Response>, &'static str> {
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        return if buf.len() > MAX_MESSAGE {
+            Err("response head too large")
+        } else {
+            Ok(None)
+        };
+    };
+    let mut lines = buf[..head_end].split(|&b| b == b'\n').map(trim_cr);
+    let mut words = lines
+        .next()
+        .ok_or("no status line")?
+        .splitn(3, |&b| b == b' ');
+    let version = words.next().ok_or("no status line")?;
+    if !version.starts_with(b"HTTP/1.") {
+        return Err("not an HTTP/1 response");
+    }
+    let status = words
+        .next()
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| (100..1000).contains(s))
+        .ok_or("bad status line")?;
+    let mut close = version == b"HTTP/1.0";
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = header(line).ok_or("bad header line")?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = Some(parse_decimal(value).ok_or("bad content-length")?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = has_token(value, b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close = has_token(value, b"close") || (close && !has_token(value, b"keep-alive"));
+        }
+    }
+    let head_len = head_end + 4;
+    let rest = &buf[head_len..];
+    let body_len = if chunked {
+        match parse_chunked(rest, body)? {
+            Some(n) => n,
+            None => return Ok(None),
+        }
+    } else {
+        let length = match length {
+            Some(n) if n > MAX_MESSAGE => return Err("response body too large"),
+            Some(n) => n,
+            None if status < 200 || status == 204 || status == 304 => 0,
+            None => return Err("response without a length (body until close is not supported)"),
+        };
+        if rest.len() < length {
+            return Ok(None);
+        }
+        if let Some(body) = body {
+            body.extend_from_slice(&rest[..length]);
+        }
+        length
+    };
+    Ok(Some(Response {
+        len: head_len + body_len,
+        status,
+        close,
+    }))
+}
+
+/// Parses a chunked body at the start of `buf`: the bytes it takes, `None`
+/// while incomplete.
+fn parse_chunked(
+    buf: &[u8],
+    mut body: Option<&mut Vec<u8>>,
+) -> Result<Option<usize>, &'static str> {
+    let mut at = 0;
+    loop {
+        let Some(line_end) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
+        };
+        let line = &buf[at..at + line_end];
+        let digits = line
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(line)
+            .trim_ascii();
+        let size = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .filter(|&n| n <= MAX_MESSAGE)
+            .ok_or("bad chunk size")?;
+        at += line_end + 2;
+        if size == 0 {
+            // Trailer fields, if any, then an empty line.
+            loop {
+                let Some(end) = find(&buf[at..], b"\r\n") else {
+                    return Ok(None);
+                };
+                at += end + 2;
+                if end == 0 {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        if &buf[at + size..at + size + 2] != b"\r\n" {
+            return Err("chunk without its CRLF");
+        }
+        if let Some(body) = body.as_deref_mut() {
+            body.extend_from_slice(&buf[at..at + size]);
+        }
+        at += size + 2;
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A line without its trailing CR.
+pub fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// `Name: value` → name and trimmed value.
+pub fn header(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    Some((&line[..colon], line[colon + 1..].trim_ascii()))
+}
+
+/// Whether a comma-separated header value holds `token` (any case).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A decimal number of bytes.
+pub fn parse_decimal(value: &[u8]) -> Option<usize> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// One keep-alive connection of the load generator.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+    /// The server has not said it closes the connection.
+    reusable: bool,
+}
+
+impl Conn {
+    async fn open(target: SocketAddr) -> io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(target).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: vec![0; 16 * 1024],
+            filled: 0,
+            reusable: true,
+        })
+    }
+
+    /// Sends `request` and reads the whole answer; its status.
+    async fn exchange(&mut self, request: &[u8]) -> io::Result<u16> {
+        self.stream.write_all(request).await?;
+        loop {
+            let parsed = parse_response(&self.buf[..self.filled], None)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some(response) = parsed {
+                self.buf.copy_within(response.len..self.filled, 0);
+                self.filled -= response.len;
+                self.reusable = !response.close;
+                return Ok(response.status);
+            }
+            if self.filled == self.buf.len() {
+                if self.buf.len() >= 2 * MAX_MESSAGE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "response too large",
+                    ));
+                }
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.stream.read(&mut self.buf[self.filled..]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ));
+            }
+            self.filled += n;
+        }
+    }
+}
+
+/// Sends one request on `slot`'s connection, opening one first if there is
+/// none; the answer's status. A failed or closing connection is dropped.
+async fn send(slot: &mut Option<Conn>, target: SocketAddr, request: &[u8]) -> io::Result<u16> {
+    let attempt = async {
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => Conn::open(target).await?,
+        };
+        slot.insert(conn).exchange(request).await
+    };
+    let result = match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")),
+    };
+    if result.is_err() || slot.as_ref().is_some_and(|c| !c.reusable) {
+        *slot = None;
+    }
+    result
+}
+
+/// What the load generator counts.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    non_2xx: u64,
+    errors: u64,
+    latency: Histogram,
+    send_lag: Histogram,
+}
+
+impl Tally {
+    fn record(&mut self, result: &io::Result<u16>, latency: Duration) {
+        match result {
+            Ok(status) if (200..300).contains(status) => {
+                self.ok += 1;
+                self.latency.record(latency);
+            }
+            Ok(_) => self.non_2xx += 1,
+            Err(_) => self.errors += 1,
+        }
+    }
+}
+
+/// The load generator: one run, then its result as one JSON line.
+pub fn load(args: &LoadArgs) -> anyhow::Result<()> {
+    exit_when_stdin_closes();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = tokio::task::LocalSet::new().block_on(&runtime, generate(args))?;
+    println!("{}", result.to_json());
+    Ok(())
+}
+
+/// The intended send time of the `k`-th request of an open-loop run.
+fn intended(start: Instant, k: u64, rate: f64) -> Instant {
+    start + Duration::from_secs_f64(k as f64 / rate)
+}
+
+/// CPU time this thread has used (the load generator runs on one thread).
+fn thread_cpu_time() -> Option<Duration> {
+    let text = fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        text.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+/// The requests of one run, handed out in turn.
+struct Requests {
+    all: Vec<Vec<u8>>,
+    next: Cell<usize>,
+}
+
+impl Requests {
+    fn new(paths: &[String], target: SocketAddr) -> Self {
+        let all = paths
+            .iter()
+            .map(|path| {
+                format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: bazaar-bench\r\n\r\n")
+                    .into_bytes()
+            })
+            .collect();
+        Self {
+            all,
+            next: Cell::new(0),
+        }
+    }
+
+    /// The next request; the first again after the last.
+    fn next(&self) -> &[u8] {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.all.len());
+        &self.all[i]
+    }
+}
+
+async fn generate(args: &LoadArgs) -> anyhow::Result<LoadResult> {
+    if args.paths.is_empty() {
+        bail!("no path to ask for");
+    }
+    let requests: Rc<Requests> = Rc::new(Requests::new(&args.paths, args.target));
+    // Every connection is open before the clock starts.
+    let mut conns = Vec::new();
+    for _ in 0..args.connections {
+        let conn = Conn::open(args.target)
+            .await
+            .with_context(|| format!("cannot connect to {}", args.target))?;
+        conns.push(Some(conn));
+    }
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let cpu_before = thread_cpu_time();
+    let start = Instant::now();
+    let measure_from = start + Duration::from_millis(args.warmup_ms);
+    let end = measure_from + Duration::from_millis(args.duration_ms);
+    let target = args.target;
+    let mut max_backlog = 0;
+
+    match args.rate {
+        None => {
+            let workers: Vec<_> = conns
+                .into_iter()
+                .map(|mut slot| {
+                    let (requests, tally) = (Rc::clone(&requests), Rc::clone(&tally));
+                    tokio::task::spawn_local(async move {
+                        loop {
+                            let sent = Instant::now();
+                            if sent >= end {
+                                break;
+                            }
+                            let result = send(&mut slot, target, requests.next()).await;
+                            let done = Instant::now();
+                            if done >= measure_from && done <= end {
+                                tally.borrow_mut().record(&result, done - sent);
+                            }
+                            if result.is_err() {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await?;
+            }
+        }
+        Some(rate) => {
+            let queue: Rc<RefCell<VecDeque<Instant>>> = Rc::default();
+            let notify = Rc::new(Notify::new());
+            let finished = Rc::new(Cell::new(false));
+            let workers: Vec<_> = conns
+                .into_iter()
+                .map(|mut slot| {
+                    let (requests, tally) = (Rc::clone(&requests), Rc::clone(&tally));
+                    let (queue, notify) = (Rc::clone(&queue), Rc::clone(&notify));
+                    let finished = Rc::clone(&finished);
+                    tokio::task::spawn_local(async move {
+                        loop {
+                            let next = queue.borrow_mut().pop_front();
+                            let Some(due) = next else {
+                                if finished.get() {
+                                    break;
+                                }
+                                notify.notified().await;
+                                continue;
+                            };
+                            let sent = Instant::now();
+                            let result = send(&mut slot, target, requests.next()).await;
+                            let done = Instant::now();
+                            if due >= measure_from {
+                                let mut tally = tally.borrow_mut();
+                                tally.send_lag.record(sent - due);
+                                tally.record(&result, done - due);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // The schedule: request k is due at start + k/rate, whatever
+            // happened to the ones before. Timers tick in milliseconds, so
+            // wait by yielding (which also polls the sockets); this process
+            // has its own core.
+            for k in 0.. {
+                let due = intended(start, k, rate);
+                if due >= end {
+                    break;
+                }
+                while Instant::now() < due {
+                    tokio::task::yield_now().await;
+                }
+                let backlog = {
+                    let mut queue = queue.borrow_mut();
+                    queue.push_back(due);
+                    queue.len()
+                };
+                max_backlog = max_backlog.max(backlog as u64);
+                notify.notify_one();
+            }
+            finished.set(true);
+            notify.notify_waiters();
+            for worker in workers {
+                worker.await?;
+            }
+        }
+    }
+
+    let elapsed = start.elapsed();
+    let cpu = cpu_before.zip(thread_cpu_time()).map(|(before, after)| {
+        (after.saturating_sub(before)).as_secs_f64() / elapsed.as_secs_f64()
+    });
+    let tally = tally.borrow();
+    Ok(LoadResult {
+        ok: tally.ok,
+        non_2xx: tally.non_2xx,
+        errors: tally.errors,
+        window_secs: Duration::from_millis(args.duration_ms).as_secs_f64(),
+        latency: tally.latency.summary(),
+        send_lag_p99: tally.send_lag.quantile(0.99),
+        max_backlog,
+        cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Percentiles.
+
+/// Sub-buckets per power of two: 2^8, so a bucket is at most 1/256 of its
+/// values wide.
+const SUB_BITS: u32 = 8;
+const SUB: u64 = 1 << SUB_BITS;
+/// Larger values (over 18 minutes in ns) are recorded as this.
+const HIST_MAX: u64 = (1 << 40) - 1;
+
+/// A latency histogram in nanoseconds, log-linear like HdrHistogram: exact
+/// below 512 ns, and above that no bucket is wider than 1/256 of its values,
+/// so a percentile is off by at most 0.4 %. Its size (66 KiB) does not grow
+/// with the number of samples.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    sum: u128,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; bucket_of(HIST_MAX) + 1],
+            total: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+}
+
+/// The bucket `ns` falls in. Below 2·SUB one bucket per value; above, the
+/// top SUB_BITS + 1 bits of the value pick it.
+fn bucket_of(ns: u64) -> usize {
+    let v = ns.min(HIST_MAX);
+    if v < 2 * SUB {
+        return v as usize;
+    }
+    let shift = (63 - v.leading_zeros()) - SUB_BITS;
+    ((u64::from(shift) + 1) * SUB + ((v >> shift) - SUB)) as usize
+}
+
+/// The smallest and largest value of bucket `index`.
+fn bucket_bounds(index: usize) -> (u64, u64) {
+    let i = index as u64;
+    if i < 2 * SUB {
+        return (i, i);
+    }
+    let shift = i / SUB - 1;
+    let low = (SUB + i % SUB) << shift;
+    (low, low + (1 << shift) - 1)
+}
+
+impl Histogram {
+    /// Adds one sample.
+    pub fn record(&mut self, latency: Duration) {
+        self.record_ns(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Adds one sample in nanoseconds.
+    pub fn record_ns(&mut self, ns: u64) {
+        self.counts[bucket_of(ns)] += 1;
+        self.total += 1;
+        self.sum += u128::from(ns);
+        self.max = self.max.max(ns);
+    }
+
+    /// How many samples.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The value at quantile `q` (0.5 for the median): the largest value of
+    /// the bucket that holds the ⌈q·n⌉-th smallest sample, at most the
+    /// largest sample; 0 without samples.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (index, &count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return bucket_bounds(index).1.min(self.max);
+            }
+        }
+        self.max
+    }
+
+    /// The mean; 0 without samples.
+    pub fn mean(&self) -> u64 {
+        if self.total == 0 {
+            0
+        } else {
+            u64::try_from(self.sum / u128::from(self.total)).unwrap_or(u64::MAX)
+        }
+    }
+
+    /// The percentiles the report shows.
+    pub fn summary(&self) -> Latency {
+        Latency {
+            p50: self.quantile(0.50),
+            p90: self.quantile(0.90),
+            p99: self.quantile(0.99),
+            p999: self.quantile(0.999),
+            max: self.max,
+            mean: self.mean(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_lies_in_its_bucket_and_buckets_are_narrow() {
+        let mut values: Vec<u64> = (0..5000).collect();
+        let mut v = 5000u64;
+        while v < HIST_MAX {
+            values.extend([v - 1, v, v + 1, v + v / 3]);
+            v = v * 17 / 10;
+        }
+        for v in values.into_iter().filter(|&v| v <= HIST_MAX) {
+            let (low, high) = bucket_bounds(bucket_of(v));
+            assert!(low <= v && v <= high, "{v} not in [{low}, {high}]");
+            assert!(
+                (high - low) as f64 <= low as f64 / SUB as f64,
+                "bucket of {v} too wide"
+            );
+        }
+        // Buckets follow each other without gaps.
+        for index in 1..=bucket_of(HIST_MAX) {
+            assert_eq!(bucket_bounds(index - 1).1 + 1, bucket_bounds(index).0);
+        }
+        assert_eq!(bucket_of(u64::MAX), bucket_of(HIST_MAX));
+    }
+
+    #[test]
+    fn quantiles_of_small_values_are_exact() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), 0);
+        assert_eq!(h.mean(), 0);
+        for v in (1..=100).rev() {
+            h.record_ns(v);
+        }
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile(0.5), 50);
+        assert_eq!(h.quantile(0.99), 99);
+        assert_eq!(h.quantile(0.999), 100);
+        assert_eq!(h.quantile(1.0), 100);
+        assert_eq!(h.quantile(0.0), 1);
+        assert_eq!(h.mean(), 50);
+    }
+
+    #[test]
+    fn quantiles_of_large_values_are_within_a_bucket() {
+        let mut h = Histogram::default();
+        // 990 answers at ~40 µs, 9 at ~2 ms, one stall of 1 s.
+        for i in 0..990 {
+            h.record(Duration::from_nanos(40_000 + i));
+        }
+        for _ in 0..9 {
+            h.record(Duration::from_millis(2));
+        }
+        h.record(Duration::from_secs(1));
+        let s = h.summary();
+        let close = |got: u64, want: u64| {
+            assert!(
+                got >= want && (got - want) as f64 <= want as f64 / 256.0,
+                "{got} vs {want}"
+            );
+        };
+        close(s.p50, 40_499);
+        close(s.p90, 40_899);
+        close(s.p99, 40_989); // the 990th of 1000
+        close(s.p999, 2_000_000);
+        assert_eq!(s.max, 1_000_000_000);
+        assert_eq!(
+            s.mean,
+            (990 * 40_000 + 989 * 990 / 2 + 18_000_000 + 1_000_000_000) / 1000
+        );
+    }
+
+    #[test]
+    fn open_loop_schedule_does_not_drift() {
+        let start = Instant::now();
+        assert_eq!(intended(start, 0, 20_000.0), start);
+        assert_eq!(
+            intended(start, 20_000, 20_000.0),
+            start + Duration::from_secs(1)
+        );
+        assert_eq!(intended(start, 3, 1000.0), start + Duration::from_millis(3));
+    }
+
+    #[test]
+    fn responses_with_length_chunks_and_pipelining() {
+        let one = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let mut body = Vec::new();
+        assert_eq!(
+            parse_response(one, Some(&mut body)),
+            Ok(Some(Response {
+                len: one.len(),
+                status: 200,
+                close: false
+            }))
+        );
+        assert_eq!(body, b"hello");
+        assert_eq!(parse_response(&one[..one.len() - 1], None), Ok(None));
+        assert_eq!(parse_response(&one[..10], None), Ok(None));
+
+        let two = [
+            &one[..],
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(parse_response(&two, None).unwrap().unwrap().len, one.len());
+
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let mut body = Vec::new();
+        let r = parse_response(chunked, Some(&mut body)).unwrap().unwrap();
+        assert_eq!((r.len, r.status, r.close), (chunked.len(), 200, true));
+        assert_eq!(body, b"abcde");
+        for cut in 1..chunked.len() {
+            assert_eq!(parse_response(&chunked[..cut], None), Ok(None), "cut {cut}");
+        }
+
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n\r\n", None).is_err());
+        assert!(parse_response(b"SSH-2.0\r\n\r\n", None).is_err());
+        let old = parse_response(b"HTTP/1.0 204 No Content\r\n\r\n", None).unwrap();
+        assert!(old.unwrap().close);
+    }
+
+    #[test]
+    fn requests_take_turns() {
+        let paths = ["/a".to_owned(), "/b".to_owned()];
+        let requests = Requests::new(&paths, "127.0.0.1:80".parse().unwrap());
+        let firsts: Vec<String> = (0..5)
+            .map(|_| {
+                let request = String::from_utf8_lossy(requests.next()).into_owned();
+                request.lines().next().unwrap_or_default().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            firsts,
+            [
+                "GET /a HTTP/1.1",
+                "GET /b HTTP/1.1",
+                "GET /a HTTP/1.1",
+                "GET /b HTTP/1.1",
+                "GET /a HTTP/1.1"
+            ]
+        );
+        assert!(String::from_utf8_lossy(requests.next()).contains("Host: 127.0.0.1:80\r\n"));
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-3,7"), Some(vec![0, 2, 3, 7]));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn the_load_generators_result_survives_its_trip() {
+        let result = LoadResult {
+            ok: 10,
+            non_2xx: 1,
+            errors: 2,
+            window_secs: 5.0,
+            latency: Latency {
+                p50: 1,
+                p90: 2,
+                p99: 3,
+                p999: 4,
+                max: 5,
+                mean: 2,
+            },
+            send_lag_p99: 7,
+            max_backlog: 3,
+            cpu: Some(0.5),
+        };
+        assert_eq!(LoadResult::from_json(&result.to_json()).unwrap(), result);
+    }
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+}
