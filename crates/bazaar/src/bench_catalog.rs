@@ -13,7 +13,8 @@
 //! highest good rate is the maximum; at half of it the same load runs once
 //! through the gateway and once straight at the catalog instance, and the
 //! difference is the gateway's share. The services' own `/metrics` give a
-//! second, server-side view of the same split.
+//! second, server-side view of the same split. A run during which the
+//! load generator lost part of its core to other work is repeated.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,7 +52,11 @@ runs (twice as long as a step) through the gateway and directly against the
 catalog instance: the gateway's share of the latency is (through gateway −
 direct) / through gateway, at p50 and p99. The services' /metrics give the
 server-side mean time of the gateway and of the catalog for the same
-requests.";
+requests.
+
+The load generator busy-waits alone on its core: when it got less than 90% of
+it, other work on the machine disturbed the run, which is repeated (up to
+twice) and marked if still disturbed.";
 
 /// The rates tried in turn, requests/s.
 pub const RAMP: &[f64] = &[
@@ -63,6 +68,13 @@ pub const RAMP: &[f64] = &[
 pub const REFINE_STEPS: usize = 1;
 /// A step whose achieved rate is below this share of its target failed.
 pub const MIN_ACHIEVED: f64 = 0.95;
+/// Below this share of its core, the load generator (pinned alone to it and
+/// busy-waiting for its next send) was not alone there: the run was
+/// disturbed by other work on the machine.
+pub const MIN_GENERATOR_CPU: f64 = 0.9;
+/// How many times a disturbed run is repeated: a bad step, or a run at half
+/// rate.
+pub const RETRIES: usize = 2;
 /// The runs at half the maximum rate measure this many times as long as a
 /// step: their p99 is the number the benchmark is for.
 pub const HALF_RUN_FACTOR: u32 = 2;
@@ -227,6 +239,12 @@ pub fn max_rate(done: &[(f64, bool)]) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Whether a run was disturbed: the pinned load generator had less than
+/// [`MIN_GENERATOR_CPU`] of its core. Unknown (false) when not pinned.
+pub fn disturbed(result: &LoadResult, pinned: bool) -> bool {
+    pinned && result.cpu.is_some_and(|cpu| cpu < MIN_GENERATOR_CPU)
+}
+
 /// The rate of the comparison runs: half the maximum, whole requests/s.
 pub fn half_rate(max: f64) -> f64 {
     (max / 2.0).round().max(1.0)
@@ -337,6 +355,8 @@ pub struct Step {
     pub result: LoadResult,
     /// How it went.
     pub outcome: Outcome,
+    /// Other work shared the load generator's core, even after retries.
+    pub disturbed: bool,
 }
 
 /// The comparison at half of the maximum rate.
@@ -350,6 +370,9 @@ pub struct Half {
     pub direct: LoadResult,
     /// The services' own view of the through-gateway run, if `/metrics` had it.
     pub server: Option<ServerSide>,
+    /// Other work shared the load generator's core in either run, even
+    /// after retries.
+    pub disturbed: bool,
 }
 
 impl Half {
@@ -559,6 +582,27 @@ fn measure(
 ) -> anyhow::Result<(Seeded, Vec<TargetResult>)> {
     let gateway = fleet.public;
     let half_duration = duration * HALF_RUN_FACTOR;
+    let pinned = cores.load.is_some();
+    // One run of the load generator, repeated while disturbed and `again`
+    // says the result matters.
+    let mut run = |spec: &LoadSpec,
+                   what: &str,
+                   again: &dyn Fn(&LoadResult) -> bool|
+     -> anyhow::Result<LoadResult> {
+        let mut retries = 0;
+        loop {
+            let load = run_load(exe, cores, spec, started).with_context(|| what.to_owned())?;
+            if retries < RETRIES && disturbed(&load, pinned) && again(&load) {
+                retries += 1;
+                say(&format!(
+                    "{what}: disturbed (the load generator had {} of its core): again",
+                    percent(load.cpu)
+                ));
+                continue;
+            }
+            return Ok(load);
+        }
+    };
     let catalog = read_catalog(gateway)?;
     let (gateway_instance, catalog_instance) = instances(gateway)?;
     say(&format!(
@@ -596,21 +640,24 @@ fn measure(
             half: None,
         };
         while let Some(rate) = next_rate(RAMP, &result.done(), REFINE_STEPS) {
-            let load = run_load(exe, cores, &spec(gateway, rate, duration), started)
-                .with_context(|| format!("{} at {rate} req/s", target.name()))?;
+            let what = format!("{} at {} req/s", target.name(), thousands(rate));
+            let load = run(&spec(gateway, rate, duration), &what, &|load| {
+                !judge(rate, load, max_p99).is_ok()
+            })?;
             let outcome = judge(rate, &load, max_p99);
             say(&format!(
-                "{}: {:>6} req/s through the gateway: achieved {:>6}, p50 {}, p99 {}, {} failed: {}",
-                target.name(),
-                thousands(rate),
+                "{what} through the gateway: achieved {}, p50 {}, p99 {}, {} failed, \
+                 load generator CPU {}: {}",
                 thousands(load.rps()),
                 ms(load.latency.p50),
                 ms(load.latency.p99),
                 load.failed(),
+                percent(load.cpu),
                 outcome.label(args.max_p99_ms)
             ));
             result.steps.push(Step {
                 rate,
+                disturbed: disturbed(&load, pinned),
                 result: load,
                 outcome,
             });
@@ -624,8 +671,8 @@ fn measure(
                 thousands(max)
             ));
             let before = scrape(gateway_instance).zip(scrape(catalog_instance));
-            let through = run_load(exe, cores, &spec(gateway, rate, half_duration), started)
-                .with_context(|| format!("{} at half rate", target.name()))?;
+            let what = format!("{} at half rate", target.name());
+            let through = run(&spec(gateway, rate, half_duration), &what, &|_| true)?;
             let after = scrape(gateway_instance).zip(scrape(catalog_instance));
             let server = before.zip(after).and_then(|((g0, c0), (g1, c1))| {
                 Some(ServerSide {
@@ -633,15 +680,13 @@ fn measure(
                     catalog: busiest(&c0, &c1)?,
                 })
             });
-            let direct = run_load(
-                exe,
-                cores,
-                &spec(catalog_instance, rate, half_duration),
-                started,
-            )
-            .with_context(|| format!("{} directly at half rate", target.name()))?;
+            let what = format!("{} directly at half rate", target.name());
+            let direct = run(&spec(catalog_instance, rate, half_duration), &what, &|_| {
+                true
+            })?;
             result.half = Some(Half {
                 rate,
+                disturbed: disturbed(&through, pinned) || disturbed(&direct, pinned),
                 gateway: through,
                 direct,
                 server,
@@ -837,7 +882,7 @@ pub fn report_table(r: &Report) -> String {
                 ms(l.p999),
                 s.result.failed(),
                 ms(s.result.send_lag_p99),
-                s.outcome.label(limit)
+                s.outcome.label(limit) + if s.disturbed { " (disturbed)" } else { "" }
             );
         }
         match t.max_rate() {
@@ -896,6 +941,12 @@ pub fn report_table(r: &Report) -> String {
                 millis(g.p50) - millis(d.p50),
                 millis(g.p99) - millis(d.p99)
             );
+            if h.disturbed {
+                let _ = writeln!(
+                    out,
+                    "    (disturbed: other work shared the load generator's core)"
+                );
+            }
             if let Some(server) = &h.server {
                 let _ = writeln!(
                     out,
@@ -937,6 +988,17 @@ pub fn report_table(r: &Report) -> String {
             gateway,
             direct,
             shares
+        );
+    }
+    let disturbed = r.targets.iter().any(|t| {
+        t.steps.iter().any(|s| s.disturbed) || t.half.as_ref().is_some_and(|h| h.disturbed)
+    });
+    if disturbed {
+        let _ = writeln!(
+            out,
+            "\nnote: runs marked disturbed shared the load generator's core with other work \
+             (it had less than {:.0}% of it, even after {RETRIES} retries); run again on an idle machine",
+            MIN_GENERATOR_CPU * 100.0
         );
     }
     let _ = writeln!(
@@ -986,6 +1048,7 @@ pub fn report_json(r: &Report) -> Value {
                     let mut step = run(&s.result);
                     step["rate_rps"] = json!(s.rate);
                     step["outcome"] = json!(s.outcome.key());
+                    step["disturbed"] = json!(s.disturbed);
                     step
                 })
                 .collect();
@@ -993,6 +1056,7 @@ pub fn report_json(r: &Report) -> Value {
                 let (s50, s99) = h.shares();
                 json!({
                     "rate_rps": h.rate,
+                    "disturbed": h.disturbed,
                     "through_gateway": run(&h.gateway),
                     "catalog_directly": run(&h.direct),
                     "gateway_share": { "p50": s50, "p99": s99 },
@@ -1130,6 +1194,7 @@ mod tests {
             gateway: result(500, 0, 400, 2000),
             direct: result(500, 0, 100, 1500),
             server: None,
+            disturbed: false,
         };
         assert_eq!(half.shares(), (Some(0.75), Some(0.25)));
     }
@@ -1185,6 +1250,18 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
     }
 
     #[test]
+    fn a_run_is_disturbed_when_the_pinned_load_generator_lost_its_core() {
+        let mut r = result(100, 0, 300, 900);
+        r.cpu = Some(0.99);
+        assert!(!disturbed(&r, true));
+        r.cpu = Some(0.6);
+        assert!(disturbed(&r, true));
+        assert!(!disturbed(&r, false), "unpinned: unknown");
+        r.cpu = None;
+        assert!(!disturbed(&r, true));
+    }
+
+    #[test]
     fn max_p99_must_be_positive() {
         assert_eq!(parse_p99_ms("5"), Ok(5.0));
         assert_eq!(parse_p99_ms("0.5"), Ok(0.5));
@@ -1199,6 +1276,7 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
             rate,
             result: result(rate as u64, 0, 300, p99_us),
             outcome,
+            disturbed: false,
         };
         let report = Report {
             duration: Duration::from_secs(3),
@@ -1220,6 +1298,7 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
                         rate: 1500.0,
                         gateway: result(1500, 0, 400, 2000),
                         direct: result(1500, 0, 100, 1500),
+                        disturbed: false,
                         server: Some(ServerSide {
                             gateway: RouteTime {
                                 route: "/api/v1/{*rest}".into(),
@@ -1237,7 +1316,10 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
                 TargetResult {
                     target: Target::Listing,
                     paths: 8,
-                    steps: vec![step(250.0, 7000, Outcome::SlowP99)],
+                    steps: vec![Step {
+                        disturbed: true,
+                        ..step(250.0, 7000, Outcome::SlowP99)
+                    }],
                     half: None,
                 },
             ],
@@ -1256,6 +1338,8 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
         assert!(table.contains("25%"), "{table}");
         assert!(table.contains("none (not even at 250 req/s)"), "{table}");
         assert!(table.contains("12 started, all stopped"), "{table}");
+        assert!(table.contains("p99 > 5 ms (disturbed)"), "{table}");
+        assert!(table.contains("note: runs marked disturbed"), "{table}");
         let json = report_json(&report);
         assert_eq!(json["targets"]["product_page"]["max_rps"], 3000.0);
         assert_eq!(json["targets"]["product_page"]["half"]["rate_rps"], 1500.0);
@@ -1272,5 +1356,6 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
             json["targets"]["listing"]["steps"][0]["outcome"],
             "p99_over_limit"
         );
+        assert_eq!(json["targets"]["listing"]["steps"][0]["disturbed"], true);
     }
 }
