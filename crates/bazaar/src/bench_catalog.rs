@@ -14,7 +14,8 @@
 //! through the gateway and once straight at the catalog instance, and the
 //! difference is the gateway's share. The services' own `/metrics` give a
 //! second, server-side view of the same split. A run during which the
-//! load generator lost part of its core to other work is repeated.
+//! load generator lost part of its core, or the fleet part of its own, to
+//! other work is repeated.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,7 +56,8 @@ server-side mean time of the gateway and of the catalog for the same
 requests.
 
 The load generator busy-waits alone on its core: when it got less than 90% of
-it, other work on the machine disturbed the run, which is repeated (up to
+it, or processes outside the fleet used more than 5% of the fleet's core,
+other work on the machine disturbed the run, which is then repeated (up to
 twice) and marked if still disturbed.";
 
 /// The rates tried in turn, requests/s.
@@ -72,6 +74,9 @@ pub const MIN_ACHIEVED: f64 = 0.95;
 /// busy-waiting for its next send) was not alone there: the run was
 /// disturbed by other work on the machine.
 pub const MIN_GENERATOR_CPU: f64 = 0.9;
+/// Above this share of the fleet's core used by processes outside the fleet,
+/// a run was disturbed by other work on the machine.
+pub const MAX_OTHER_WORK: f64 = 0.05;
 /// How many times a disturbed run is repeated: a bad step, or a run at half
 /// rate.
 pub const RETRIES: usize = 2;
@@ -240,9 +245,93 @@ pub fn max_rate(done: &[(f64, bool)]) -> Option<f64> {
 }
 
 /// Whether a run was disturbed: the pinned load generator had less than
-/// [`MIN_GENERATOR_CPU`] of its core. Unknown (false) when not pinned.
-pub fn disturbed(result: &LoadResult, pinned: bool) -> bool {
-    pinned && result.cpu.is_some_and(|cpu| cpu < MIN_GENERATOR_CPU)
+/// [`MIN_GENERATOR_CPU`] of its core, or processes outside the fleet used
+/// more than [`MAX_OTHER_WORK`] of the fleet's. Unknown (false) when not
+/// pinned.
+pub fn disturbed(result: &LoadResult, pinned: bool, other_work: Option<f64>) -> bool {
+    pinned
+        && (result.cpu.is_some_and(|cpu| cpu < MIN_GENERATOR_CPU)
+            || other_work.is_some_and(|share| share > MAX_OTHER_WORK))
+}
+
+/// Clock ticks of one core, from its `cpuN` line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// Idle and iowait.
+    pub idle: u64,
+    /// User, nice and system: what processes ran.
+    pub work: u64,
+    /// Everything (irq, softirq and steal too).
+    pub total: u64,
+}
+
+/// The ticks of the `cpu`/`cpuN` line `name` of `/proc/stat`.
+pub fn cpu_ticks(stat: &str, name: &str) -> Option<CpuTicks> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    Some(CpuTicks {
+        idle: fields.get(3)? + fields.get(4).copied().unwrap_or(0),
+        work: fields.iter().take(3).sum(),
+        total: fields.iter().take(8).sum(),
+    })
+}
+
+/// The idle share between two readings of [`cpu_ticks`].
+pub fn idle_share(before: CpuTicks, after: CpuTicks) -> Option<f64> {
+    let total = after.total.checked_sub(before.total).filter(|&t| t > 0)?;
+    Some(after.idle.saturating_sub(before.idle) as f64 / total as f64)
+}
+
+/// User and system ticks of a process, from its `/proc/<pid>/stat`.
+pub fn process_ticks(stat: &str) -> Option<u64> {
+    // After the command name: state is field 3, utime 14, stime 15.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// What ran on the fleet's core, and how much of it was the fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreReading {
+    /// The core.
+    pub core: CpuTicks,
+    /// User and system ticks of the fleet's processes.
+    pub fleet: u64,
+}
+
+impl CoreReading {
+    /// Reads `core` and the processes `fleet` (pinned to it).
+    fn now(core: usize, fleet: &[u32]) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fleet = fleet
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|text| process_ticks(&text))
+            .sum();
+        Some(Self {
+            core: cpu_ticks(&stat, &format!("cpu{core}"))?,
+            fleet,
+        })
+    }
+}
+
+/// The share of the fleet's core that processes outside the fleet used
+/// between two readings.
+pub fn other_work(before: CoreReading, after: CoreReading) -> Option<f64> {
+    let total = after
+        .core
+        .total
+        .checked_sub(before.core.total)
+        .filter(|&t| t > 0)?;
+    let work = after.core.work.saturating_sub(before.core.work);
+    let fleet = after.fleet.saturating_sub(before.fleet);
+    Some(work.saturating_sub(fleet) as f64 / total as f64)
 }
 
 /// The rate of the comparison runs: half the maximum, whole requests/s.
@@ -355,7 +444,10 @@ pub struct Step {
     pub result: LoadResult,
     /// How it went.
     pub outcome: Outcome,
-    /// Other work shared the load generator's core, even after retries.
+    /// Share of the fleet's core used by processes outside the fleet.
+    pub other_work: Option<f64>,
+    /// Other work shared the load generator's or the fleet's core, even
+    /// after retries.
     pub disturbed: bool,
 }
 
@@ -370,8 +462,8 @@ pub struct Half {
     pub direct: LoadResult,
     /// The services' own view of the through-gateway run, if `/metrics` had it.
     pub server: Option<ServerSide>,
-    /// Other work shared the load generator's core in either run, even
-    /// after retries.
+    /// Other work shared the load generator's or the fleet's core in either
+    /// run, even after retries.
     pub disturbed: bool,
 }
 
@@ -583,24 +675,35 @@ fn measure(
     let gateway = fleet.public;
     let half_duration = duration * HALF_RUN_FACTOR;
     let pinned = cores.load.is_some();
-    // One run of the load generator, repeated while disturbed and `again`
-    // says the result matters.
+    let fleet_pids: Vec<u32> = started.iter().map(|p| p.pid).collect();
+    let reading = || {
+        cores
+            .servers
+            .and_then(|core| CoreReading::now(core, &fleet_pids))
+    };
+    // One run of the load generator, and the share of the fleet's core other
+    // processes used meanwhile; repeated while disturbed and `again` says
+    // the result matters.
     let mut run = |spec: &LoadSpec,
                    what: &str,
                    again: &dyn Fn(&LoadResult) -> bool|
-     -> anyhow::Result<LoadResult> {
+     -> anyhow::Result<(LoadResult, Option<f64>)> {
         let mut retries = 0;
         loop {
+            let before = reading();
             let load = run_load(exe, cores, spec, started).with_context(|| what.to_owned())?;
-            if retries < RETRIES && disturbed(&load, pinned) && again(&load) {
+            let other = before.zip(reading()).and_then(|(b, a)| other_work(b, a));
+            if retries < RETRIES && disturbed(&load, pinned, other) && again(&load) {
                 retries += 1;
                 say(&format!(
-                    "{what}: disturbed (the load generator had {} of its core): again",
-                    percent(load.cpu)
+                    "{what}: disturbed (the load generator had {} of its core, other \
+                     processes {} of the fleet's): again",
+                    percent(load.cpu),
+                    percent(other)
                 ));
                 continue;
             }
-            return Ok(load);
+            return Ok((load, other));
         }
     };
     let catalog = read_catalog(gateway)?;
@@ -641,23 +744,25 @@ fn measure(
         };
         while let Some(rate) = next_rate(RAMP, &result.done(), REFINE_STEPS) {
             let what = format!("{} at {} req/s", target.name(), thousands(rate));
-            let load = run(&spec(gateway, rate, duration), &what, &|load| {
+            let (load, other) = run(&spec(gateway, rate, duration), &what, &|load| {
                 !judge(rate, load, max_p99).is_ok()
             })?;
             let outcome = judge(rate, &load, max_p99);
             say(&format!(
                 "{what} through the gateway: achieved {}, p50 {}, p99 {}, {} failed, \
-                 load generator CPU {}: {}",
+                 load generator CPU {}, other processes on the fleet's core {}: {}",
                 thousands(load.rps()),
                 ms(load.latency.p50),
                 ms(load.latency.p99),
                 load.failed(),
                 percent(load.cpu),
+                percent(other),
                 outcome.label(args.max_p99_ms)
             ));
             result.steps.push(Step {
                 rate,
-                disturbed: disturbed(&load, pinned),
+                other_work: other,
+                disturbed: disturbed(&load, pinned, other),
                 result: load,
                 outcome,
             });
@@ -672,7 +777,8 @@ fn measure(
             ));
             let before = scrape(gateway_instance).zip(scrape(catalog_instance));
             let what = format!("{} at half rate", target.name());
-            let through = run(&spec(gateway, rate, half_duration), &what, &|_| true)?;
+            let (through, through_other) =
+                run(&spec(gateway, rate, half_duration), &what, &|_| true)?;
             let after = scrape(gateway_instance).zip(scrape(catalog_instance));
             let server = before.zip(after).and_then(|((g0, c0), (g1, c1))| {
                 Some(ServerSide {
@@ -681,12 +787,14 @@ fn measure(
                 })
             });
             let what = format!("{} directly at half rate", target.name());
-            let direct = run(&spec(catalog_instance, rate, half_duration), &what, &|_| {
-                true
-            })?;
+            let (direct, direct_other) =
+                run(&spec(catalog_instance, rate, half_duration), &what, &|_| {
+                    true
+                })?;
             result.half = Some(Half {
                 rate,
-                disturbed: disturbed(&through, pinned) || disturbed(&direct, pinned),
+                disturbed: disturbed(&through, pinned, through_other)
+                    || disturbed(&direct, pinned, direct_other),
                 gateway: through,
                 direct,
                 server,
@@ -705,7 +813,7 @@ fn settle(core: Option<usize>) -> Option<Duration> {
     let line = core.map_or_else(|| "cpu".to_owned(), |c| format!("cpu{c}"));
     let times = || {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        cpu_times(&stat, &line)
+        cpu_ticks(&stat, &line)
     };
     while started.elapsed() < SETTLE_LIMIT {
         let before = times()?;
@@ -716,28 +824,6 @@ fn settle(core: Option<usize>) -> Option<Duration> {
         }
     }
     None
-}
-
-/// Idle and total clock ticks of the `cpu`/`cpuN` line `name` of
-/// `/proc/stat`; iowait counts as idle.
-pub fn cpu_times(stat: &str, name: &str) -> Option<(u64, u64)> {
-    let fields: Vec<u64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    // user nice system idle iowait irq softirq steal (guest time is in user).
-    let total = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some((idle, total))
-}
-
-/// The idle share between two readings of [`cpu_times`].
-pub fn idle_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
-    let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
-    Some(after.0.saturating_sub(before.0) as f64 / total as f64)
 }
 
 /// The seeded products and their categories, read through the gateway.
@@ -840,7 +926,8 @@ pub fn report_table(r: &Report) -> String {
     let _ = writeln!(
         out,
         "send lag: p99 of how late the load generator sent after the intended time (large: \
-         it or its connections were the limit)"
+         it or its connections were the limit); others: share of the fleet's core used by \
+         processes outside the fleet"
     );
     if let Some(load) = r.load_average {
         let _ = writeln!(
@@ -867,14 +954,14 @@ pub fn report_table(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:>10} {:>9} {:>10} {:>10} {:>10} {:>7} {:>10}",
-            "req/s", "achieved", "p50", "p99", "p99.9", "failed", "send lag"
+            "  {:>10} {:>9} {:>10} {:>10} {:>10} {:>7} {:>10} {:>7}",
+            "req/s", "achieved", "p50", "p99", "p99.9", "failed", "send lag", "others"
         );
         for s in &t.steps {
             let l = &s.result.latency;
             let _ = writeln!(
                 out,
-                "  {:>10} {:>9} {:>10} {:>10} {:>10} {:>7} {:>10}   {}",
+                "  {:>10} {:>9} {:>10} {:>10} {:>10} {:>7} {:>10} {:>7}   {}",
                 thousands(s.rate),
                 thousands(s.result.rps()),
                 ms(l.p50),
@@ -882,6 +969,7 @@ pub fn report_table(r: &Report) -> String {
                 ms(l.p999),
                 s.result.failed(),
                 ms(s.result.send_lag_p99),
+                percent(s.other_work),
                 s.outcome.label(limit) + if s.disturbed { " (disturbed)" } else { "" }
             );
         }
@@ -934,7 +1022,7 @@ pub fn report_table(r: &Report) -> String {
             }
             let _ = writeln!(
                 out,
-                "    {:<24}{:>10} {:>10}   (+{:.2} ms at p50, +{:.2} ms at p99)",
+                "    {:<24}{:>10} {:>10}   ({:+.2} ms at p50, {:+.2} ms at p99)",
                 "gateway's share",
                 percent(s50),
                 percent(s99),
@@ -944,7 +1032,7 @@ pub fn report_table(r: &Report) -> String {
             if h.disturbed {
                 let _ = writeln!(
                     out,
-                    "    (disturbed: other work shared the load generator's core)"
+                    "    (disturbed: other work shared the load generator's or the fleet's core)"
                 );
             }
             if let Some(server) = &h.server {
@@ -996,9 +1084,12 @@ pub fn report_table(r: &Report) -> String {
     if disturbed {
         let _ = writeln!(
             out,
-            "\nnote: runs marked disturbed shared the load generator's core with other work \
-             (it had less than {:.0}% of it, even after {RETRIES} retries); run again on an idle machine",
-            MIN_GENERATOR_CPU * 100.0
+            "\nnote: runs marked disturbed shared a core with other work (the load generator had \
+             less than {:.0}% of its core, or other processes more than {:.0}% of the fleet's); \
+             bad steps and runs at half rate were repeated up to {RETRIES} times first. Run \
+             again on an idle machine",
+            MIN_GENERATOR_CPU * 100.0,
+            MAX_OTHER_WORK * 100.0
         );
     }
     let _ = writeln!(
@@ -1049,6 +1140,7 @@ pub fn report_json(r: &Report) -> Value {
                     step["rate_rps"] = json!(s.rate);
                     step["outcome"] = json!(s.outcome.key());
                     step["disturbed"] = json!(s.disturbed);
+                    step["other_work_on_fleet_core"] = json!(s.other_work);
                     step
                 })
                 .collect();
@@ -1239,26 +1331,51 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
     }
 
     #[test]
-    fn idle_time_of_one_core() {
-        let stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 30 10 0 0 0 0 0\nintr 1\n";
-        assert_eq!(cpu_times(stat, "cpu"), Some((80, 100)));
-        assert_eq!(cpu_times(stat, "cpu0"), Some((40, 50)));
-        assert_eq!(cpu_times(stat, "cpu1"), Some((40, 50)));
-        assert_eq!(cpu_times(stat, "cpu2"), None);
-        assert_eq!(idle_share((40, 50), (130, 150)), Some(0.9));
-        assert_eq!(idle_share((40, 50), (40, 50)), None);
+    fn idle_time_and_other_work_on_a_core() {
+        let stat = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 1 4 30 10 0 0 0 0 0\nintr 1\n";
+        let ticks = |idle, work, total| CpuTicks { idle, work, total };
+        assert_eq!(cpu_ticks(stat, "cpu"), Some(ticks(80, 20, 100)));
+        assert_eq!(cpu_ticks(stat, "cpu0"), Some(ticks(40, 10, 50)));
+        assert_eq!(cpu_ticks(stat, "cpu1"), Some(ticks(40, 10, 50)));
+        assert_eq!(cpu_ticks(stat, "cpu2"), None);
+        assert_eq!(
+            idle_share(ticks(40, 10, 50), ticks(130, 20, 150)),
+            Some(0.9)
+        );
+        assert_eq!(idle_share(ticks(40, 10, 50), ticks(40, 10, 50)), None);
+
+        // utime 7, stime 3; the name may hold spaces and parentheses.
+        let process = "42 (bazaar (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1234";
+        assert_eq!(process_ticks(process), Some(10));
+        assert_eq!(process_ticks("garbage"), None);
+
+        // 100 ticks: 30 of work, of which the fleet's 25.
+        let before = CoreReading {
+            core: ticks(0, 0, 0),
+            fleet: 0,
+        };
+        let after = CoreReading {
+            core: ticks(70, 30, 100),
+            fleet: 25,
+        };
+        assert_eq!(other_work(before, after), Some(0.05));
+        assert_eq!(other_work(before, before), None);
+        // Fleet ticks counted a little ahead of the core's: no other work.
+        let ahead = CoreReading { fleet: 40, ..after };
+        assert_eq!(other_work(before, ahead), Some(0.0));
     }
 
     #[test]
     fn a_run_is_disturbed_when_the_pinned_load_generator_lost_its_core() {
         let mut r = result(100, 0, 300, 900);
         r.cpu = Some(0.99);
-        assert!(!disturbed(&r, true));
+        assert!(!disturbed(&r, true, Some(0.01)));
+        assert!(disturbed(&r, true, Some(0.2)), "others on the fleet's core");
         r.cpu = Some(0.6);
-        assert!(disturbed(&r, true));
-        assert!(!disturbed(&r, false), "unpinned: unknown");
+        assert!(disturbed(&r, true, None));
+        assert!(!disturbed(&r, false, Some(0.2)), "unpinned: unknown");
         r.cpu = None;
-        assert!(!disturbed(&r, true));
+        assert!(!disturbed(&r, true, None));
     }
 
     #[test]
@@ -1276,6 +1393,7 @@ http_request_duration_seconds_count{service="catalog",instance="catalog-0",metho
             rate,
             result: result(rate as u64, 0, 300, p99_us),
             outcome,
+            other_work: Some(0.01),
             disturbed: false,
         };
         let report = Report {
