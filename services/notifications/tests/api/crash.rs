@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bazaar_testkit::engines;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::events::eml_files;
@@ -93,14 +94,24 @@ async fn killed_while_events_flow(broker: BrokerKind) {
         let (warnings, confirmations) = loop {
             let warnings = all(http, &second.base, &seller).await;
             let confirmations = all(http, &second.base, &buyer).await;
-            let done = warnings.len() >= products.len()
-                && confirmations
+            // Paging newest first while notifications are still being
+            // stored can show an item on two pages: count distinct ids,
+            // and once all are there read the settled feeds again.
+            let distinct = |items: &[Value], kind: Option<&str>| {
+                items
                     .iter()
-                    .filter(|i| i["kind"] == "order_confirmed")
-                    .count()
-                    >= orders.len();
+                    .filter(|i| kind.is_none_or(|k| i["kind"] == k))
+                    .map(|i| i["id"].as_str().unwrap_or_default().to_owned())
+                    .collect::<HashSet<String>>()
+                    .len()
+            };
+            let done = distinct(&warnings, None) >= products.len()
+                && distinct(&confirmations, Some("order_confirmed")) >= orders.len();
             if done {
-                break (warnings, confirmations);
+                break (
+                    all(http, &second.base, &seller).await,
+                    all(http, &second.base, &buyer).await,
+                );
             }
             assert!(
                 started.elapsed() < LONG,
