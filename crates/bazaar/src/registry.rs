@@ -105,6 +105,15 @@ pub static SERVICES: &[ServiceDef] = &[
         vars: bazaar_notifications::VARS,
         run: run::<bazaar_notifications::Notifications>,
     },
+    ServiceDef {
+        name: "storefront",
+        default_port: 7108,
+        // A backend-for-frontend: the shop's pages call the services'
+        // public APIs, and the ops console reads every instance's metrics.
+        calls: Calls::Every,
+        vars: bazaar_storefront::VARS,
+        run: run::<bazaar_storefront::Storefront>,
+    },
 ];
 
 /// Boxes the platform's `serve` so every service fits one function type.

@@ -36,7 +36,7 @@ use bazaar_platform::server::DEFAULT_BODY_LIMIT;
 use bazaar_platform::server::{Context, Routes, Service};
 use prometheus_client::metrics::counter::Counter;
 
-pub use routes::{ROUTES, route};
+pub use routes::{PAGES, ROUTES, route};
 pub use settings::{IpNet, RateLimit, Settings, VARS};
 
 /// The gateway service.
@@ -160,15 +160,30 @@ impl Gateway {
             )
             .route("/api/v1/{*rest}", any(proxy::handler))
             .route("/api/v1", any(proxy::handler))
-            // Claiming every other path keeps unknown ones inside the layers
-            // (the platform's fallback would answer without them).
-            .route("/", any(not_found))
-            .route("/{*rest}", any(not_found))
+            // Every other path is a web page of the storefront. Claiming
+            // them here keeps them inside the layers (the platform's
+            // fallback would answer without them).
+            .route("/", any(pages))
+            .route("/{*rest}", any(pages))
             .with_state(state)
             .layer(from_fn_with_state(edge, edge::guard))
             .layer(from_fn_with_state(cors, cors::layer))
             .layer(from_fn(cors::security_headers));
         Ok(Routes::new(router).openapi(own_spec))
+    }
+}
+
+/// A web page: the storefront's, when it is deployed; otherwise there is
+/// nothing outside `/api/`.
+async fn pages(
+    state: axum::extract::State<State>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if state.upstreams.contains_key(routes::PAGES) {
+        proxy::handler(state, req).await
+    } else {
+        not_found(req.uri().clone()).await.into_response()
     }
 }
 

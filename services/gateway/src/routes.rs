@@ -15,8 +15,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/notifications", "notifications"),
 ];
 
-/// The service that owns `path`, if any.
+/// The service that serves every path outside `/api/`: the web pages.
+pub const PAGES: &str = "storefront";
+
+/// The service that owns `path`, if any: the owner of its API prefix, or
+/// the storefront for anything outside `/api/`.
 pub fn route(path: &str) -> Option<&'static str> {
+    if path != "/api" && !path.starts_with("/api/") {
+        return Some(PAGES);
+    }
     ROUTES.iter().find_map(|(prefix, service)| {
         let rest = path.strip_prefix(prefix)?;
         (rest.is_empty() || rest.starts_with('/')).then_some(*service)
@@ -37,5 +44,9 @@ mod tests {
         assert_eq!(route("/api/v1/productsX"), None);
         assert_eq!(route("/api/v1/nothing"), None);
         assert_eq!(route("/api/v2/products"), None);
+        assert_eq!(route("/api"), None);
+        assert_eq!(route("/"), Some("storefront"));
+        assert_eq!(route("/products/0192"), Some("storefront"));
+        assert_eq!(route("/apiary"), Some("storefront"));
     }
 }

@@ -1,0 +1,473 @@
+//! Who is looking at a page: the session cookies, their refresh, and the
+//! CSRF token every form carries.
+//!
+//! The session is the user's own access and refresh tokens from identity,
+//! each in an `HttpOnly`, `SameSite=Lax` cookie (`Secure` when
+//! [`crate::Settings::secure_cookies`]): the storefront keeps no session
+//! state of its own, so any replica serves any request. An expired access
+//! token is renewed with the refresh token on the way in ([`layer`]) and the
+//! new cookies go out with the answer.
+//!
+//! Forms are protected twice: the session cookies are `SameSite=Lax`, so a
+//! cross-site POST does not carry them, and every form holds the CSRF token
+//! of a cookie of its own (double submit), checked by [`CsrfForm`] with a
+//! constant-time comparison; a request whose `Origin` names another site is
+//! refused before that.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bazaar_platform::auth::{AuthError, Claims};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, header};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Mutex;
+
+use crate::App;
+use crate::error::PageError;
+
+/// The access token's cookie.
+pub const ACCESS_COOKIE: &str = "bazaar_access";
+/// The refresh token's cookie.
+pub const REFRESH_COOKIE: &str = "bazaar_refresh";
+/// The signed-in user's display name (shown in the header; not a credential).
+pub const NAME_COOKIE: &str = "bazaar_name";
+/// The CSRF token's cookie.
+pub const CSRF_COOKIE: &str = "bazaar_csrf";
+/// The form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
+
+/// How long the session cookies live: identity's refresh token lifetime.
+const SESSION_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a refresh's result is reused for the same refresh token, so a
+/// page and its live stream renewing at once do not log the user out (the
+/// first refresh makes the old refresh token stop working).
+const REFRESH_REUSE: Duration = Duration::from_secs(30);
+
+/// The signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Identity's id of the user.
+    pub id: String,
+    /// `customer`, `seller` or `admin`.
+    pub role: String,
+    /// The display name given at sign-in.
+    pub name: String,
+    /// The access token, passed on to the backend services.
+    pub token: String,
+}
+
+impl User {
+    /// Whether the user may sell.
+    pub fn is_seller(&self) -> bool {
+        self.role == "seller" || self.role == "admin"
+    }
+
+    /// Whether the user may see the ops console.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// The session of one request, put in its extensions by [`layer`].
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The signed-in user, if any.
+    pub user: Option<User>,
+    /// The CSRF token forms must carry.
+    pub csrf: String,
+}
+
+impl Session {
+    /// The user, or a redirect to the sign-in page that comes back to `back`.
+    ///
+    /// # Errors
+    /// [`PageError::SignIn`] when nobody is signed in.
+    pub fn require(&self, back: &str) -> Result<&User, PageError> {
+        self.user
+            .as_ref()
+            .ok_or_else(|| PageError::SignIn(back.to_owned()))
+    }
+
+    /// The access token, if signed in.
+    pub fn token(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.token.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| PageError::Internal("the session layer is missing".to_owned()))
+    }
+}
+
+/// Tokens as identity answers them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+/// Renews sessions, once per refresh token.
+#[derive(Debug, Default)]
+pub struct Refresher {
+    recent: Mutex<HashMap<[u8; 32], (Instant, Tokens)>>,
+}
+
+impl Refresher {
+    async fn refresh(&self, app: &App, refresh_token: &str) -> Option<Tokens> {
+        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
+        // Held across the call: renewals are rare (one per user per access
+        // token lifetime), and a second one for the same token must wait
+        // for the first one's answer.
+        let mut recent = self.recent.lock().await;
+        recent.retain(|_, (at, _)| at.elapsed() < REFRESH_REUSE);
+        if let Some((_, tokens)) = recent.get(&key) {
+            return Some(tokens.clone());
+        }
+        let call = app
+            .backend
+            .call("identity", Method::POST, "/api/v1/auth/refresh")
+            .json(&serde_json::json!({ "refresh_token": refresh_token }));
+        match app.backend.json::<Tokens>(call).await {
+            Ok(tokens) => {
+                recent.insert(key, (Instant::now(), tokens.clone()));
+                Some(tokens)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "session refresh refused");
+                None
+            }
+        }
+    }
+}
+
+/// The cookies of a request, by name.
+pub fn cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+        .collect()
+}
+
+/// What to change in the browser's cookies with the answer.
+#[derive(Debug, Default)]
+pub struct CookieJar {
+    set: Vec<String>,
+}
+
+impl CookieJar {
+    /// Sets `name` for the session's lifetime (or until the browser closes).
+    pub fn set(&mut self, app: &App, name: &str, value: &str, persistent: bool) {
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+        if persistent {
+            cookie.push_str(&format!("; Max-Age={}", SESSION_MAX_AGE.as_secs()));
+        }
+        if app.settings.secure_cookies {
+            cookie.push_str("; Secure");
+        }
+        self.set.push(cookie);
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, app: &App, name: &str) {
+        let mut cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+        if app.settings.secure_cookies {
+            cookie.push_str("; Secure");
+        }
+        self.set.push(cookie);
+    }
+
+    /// Signs in: the tokens and the name to show.
+    pub fn sign_in(&mut self, app: &App, tokens: &Tokens, name: &str) {
+        self.set(app, ACCESS_COOKIE, &tokens.access_token, true);
+        self.set(app, REFRESH_COOKIE, &tokens.refresh_token, true);
+        self.set(app, NAME_COOKIE, &encode_name(name), true);
+    }
+
+    /// Signs out.
+    pub fn sign_out(&mut self, app: &App) {
+        for name in [ACCESS_COOKIE, REFRESH_COOKIE, NAME_COOKIE] {
+            self.remove(app, name);
+        }
+    }
+
+    /// Adds the changes to `response`.
+    pub fn apply(self, response: &mut Response) {
+        for cookie in self.set {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+    }
+
+    /// Whether anything changes.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+impl IntoResponse for CookieJar {
+    fn into_response(self) -> Response {
+        let mut response = ().into_response();
+        self.apply(&mut response);
+        response
+    }
+}
+
+impl axum::response::IntoResponseParts for CookieJar {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut res: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        for cookie in self.set {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                res.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+        Ok(res)
+    }
+}
+
+/// A display name as a cookie value: base64url of its UTF-8.
+fn encode_name(name: &str) -> String {
+    URL_SAFE_NO_PAD.encode(name.as_bytes())
+}
+
+fn decode_name(value: &str) -> Option<String> {
+    String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()
+}
+
+/// A fresh random token (32 bytes, base64url).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS's generator only fails on a broken system; a predictable token
+    // would be worse than stopping.
+    getrandom::fill(&mut bytes).expect("the operating system's random generator");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Middleware: works out the [`Session`] of every request (renewing an
+/// expired access token on the way) and refuses a state-changing request
+/// from another site's page.
+pub async fn layer(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    if !safe(req.method()) && !same_origin(req.headers()) {
+        return PageError::Forbidden(
+            "This form was sent from another site, so it was not accepted.".to_owned(),
+        )
+        .into_response();
+    }
+    let mut jar = CookieJar::default();
+    let (session, fresh_csrf) = {
+        let cookies = cookies(req.headers());
+        let csrf = cookies
+            .get(CSRF_COOKIE)
+            .filter(|v| v.len() >= 32)
+            .map(|v| (*v).to_owned());
+        let fresh_csrf = csrf.is_none();
+        let csrf = csrf.unwrap_or_else(random_token);
+        let name = cookies
+            .get(NAME_COOKIE)
+            .and_then(|v| decode_name(v))
+            .unwrap_or_default();
+        let access = cookies.get(ACCESS_COOKIE).map(|v| (*v).to_owned());
+        let refresh = cookies.get(REFRESH_COOKIE).map(|v| (*v).to_owned());
+        let user = user(&app, access, refresh, name, &mut jar).await;
+        (Session { user, csrf }, fresh_csrf)
+    };
+    if fresh_csrf {
+        jar.set(&app, CSRF_COOKIE, &session.csrf, false);
+    }
+    req.extensions_mut().insert(session);
+    let mut response = next.run(req).await;
+    jar.apply(&mut response);
+    response
+}
+
+/// The signed-in user from the session cookies, renewing an expired access
+/// token; clears cookies that no longer sign anyone in.
+async fn user(
+    app: &App,
+    access: Option<String>,
+    refresh: Option<String>,
+    name: String,
+    jar: &mut CookieJar,
+) -> Option<User> {
+    let from = |token: String, claims: Claims, name: String| User {
+        id: claims.sub,
+        role: claims.role,
+        name,
+        token,
+    };
+    if let Some(token) = access {
+        match app.verifier.verify(&token).await {
+            Ok(claims) => return Some(from(token, claims, name)),
+            Err(AuthError::Expired) => {}
+            Err(AuthError::Keys(error)) => {
+                // Identity is down: nobody can be checked, nobody is signed out.
+                tracing::warn!(%error, "cannot verify a session");
+                return None;
+            }
+            Err(_) if refresh.is_none() => {
+                jar.sign_out(app);
+                return None;
+            }
+            Err(_) => {}
+        }
+    }
+    let refresh = refresh?;
+    match app.refresher.refresh(app, &refresh).await {
+        Some(tokens) => match app.verifier.verify(&tokens.access_token).await {
+            Ok(claims) => {
+                jar.sign_in(app, &tokens, &name);
+                Some(from(tokens.access_token, claims, name))
+            }
+            Err(_) => None,
+        },
+        None => {
+            jar.sign_out(app);
+            None
+        }
+    }
+}
+
+fn safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether the request's `Origin` (when a browser sent one) is this site.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    let origin_host = url::Url::parse(origin).ok().and_then(|u| {
+        let host = u.host_str()?.to_owned();
+        Some(match u.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    });
+    match (origin_host, host) {
+        (Some(origin), Some(host)) => origin.eq_ignore_ascii_case(host),
+        _ => false,
+    }
+}
+
+/// A submitted form whose CSRF token matched the session's: `T` is the
+/// form's own fields (the `csrf` field is checked and then ignored).
+#[derive(Debug)]
+pub struct CsrfForm<T>(pub T);
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The largest form accepted.
+const FORM_LIMIT: usize = 64 * 1024;
+
+impl<T, S> FromRequest<S> for CsrfForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let session = req
+            .extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| PageError::Internal("the session layer is missing".to_owned()))?;
+        let bytes = axum::body::to_bytes(req.into_body(), FORM_LIMIT)
+            .await
+            .map_err(|_| PageError::BadRequest("The form is too large.".to_owned()))?;
+        let submitted: CsrfOnly = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| PageError::BadRequest("The form could not be read.".to_owned()))?;
+        if !bool::from(submitted.csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
+            return Err(PageError::Forbidden(
+                "This form has expired. Go back, reload the page and send it again.".to_owned(),
+            ));
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(CsrfForm)
+            .map_err(|e| PageError::BadRequest(format!("The form could not be read: {e}.")))
+    }
+}
+
+/// The session layer's shared parts.
+pub type SharedRefresher = Arc<Refresher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_split_and_trimmed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; b = 2;c=x=y"));
+        let jar = cookies(&headers);
+        assert_eq!(jar.get("a"), Some(&"1"));
+        assert_eq!(jar.get("b"), Some(&"2"));
+        assert_eq!(jar.get("c"), Some(&"x=y"));
+    }
+
+    #[test]
+    fn origin_must_be_this_host() {
+        let mut headers = HeaderMap::new();
+        assert!(
+            same_origin(&headers),
+            "no Origin: not a cross-site browser form"
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
+        assert!(same_origin(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&headers));
+        headers.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        assert!(same_origin(&headers), "the gateway's forwarded host counts");
+    }
+
+    #[test]
+    fn names_survive_the_cookie() {
+        let name = "Zoë; O'Brien=1";
+        assert_eq!(decode_name(&encode_name(name)).as_deref(), Some(name));
+        assert_eq!(random_token().len(), 43);
+    }
+}
