@@ -98,6 +98,11 @@ pub const VARS: &[Var] = &[
         help: "1: shut down gracefully when standard input closes (the launcher sets it, so children never outlive it).",
     },
     Var {
+        name: "BAZAAR_RESTARTS",
+        default: "0",
+        help: "How many times the supervisor restarted this instance before (the launcher sets it); answered by bazaar.platform.v1.Instance/Describe.",
+    },
+    Var {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
         default: "unset (no export)",
         help: "OTLP/gRPC endpoint that receives spans, e.g. http://collector:4317.",

@@ -289,6 +289,7 @@ impl Server {
             service: config.service.clone(),
             instance: config.instance.clone(),
             started: Instant::now(),
+            restarts: restarts(std::env::var(RESTARTS).ok().as_deref()),
         });
         let mut platform = Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -545,11 +546,22 @@ async fn catch_panic(req: Request, next: Next) -> Response {
     }
 }
 
+/// How many times this instance was restarted before, as its supervisor
+/// (`bazaar up`) says; documented in [`crate::config::VARS`].
+const RESTARTS: &str = "BAZAAR_RESTARTS";
+
+/// The value of [`RESTARTS`]: absent or not a count is 0.
+fn restarts(value: Option<&str>) -> u32 {
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 /// `bazaar.platform.v1.Instance`, served by every process.
 struct InstanceInfo {
     service: String,
     instance: String,
     started: Instant,
+    /// [`RESTARTS`], read once at start.
+    restarts: u32,
 }
 
 #[tonic::async_trait]
@@ -564,6 +576,41 @@ impl pb::instance_server::Instance for InstanceInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),
+            restarts: self.restarts,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::instance_server::Instance as _;
+
+    #[test]
+    fn restarts_are_a_count_or_zero() {
+        assert_eq!(restarts(None), 0);
+        assert_eq!(restarts(Some("3")), 3);
+        assert_eq!(restarts(Some(" 12\n")), 12);
+        for bad in ["", "-1", "two", "4294967296", "1.5"] {
+            assert_eq!(restarts(Some(bad)), 0, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn describe_answers_the_restarts() {
+        let info = InstanceInfo {
+            service: "notes".into(),
+            instance: "notes-1".into(),
+            started: Instant::now(),
+            restarts: 2,
+        };
+        let answer = info
+            .describe(tonic::Request::new(pb::DescribeRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.instance, "notes-1");
+        assert_eq!(answer.restarts, 2);
+        assert_eq!(answer.pid, std::process::id());
     }
 }

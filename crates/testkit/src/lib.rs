@@ -149,6 +149,71 @@ pub async fn identity(dir: &Path) -> Running {
     start::<bazaar_identity::Identity>(config("identity", dir, &Engine::Sqlite)).await
 }
 
+/// The e-mail of the admin account [`IdentityWithAdmin`] ensures.
+pub const ADMIN_EMAIL: &str = bazaar_identity::DEFAULT_ADMIN_EMAIL;
+/// The password of the admin account [`IdentityWithAdmin`] ensures.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// Identity that ensures the admin account [`ADMIN_EMAIL`] with
+/// [`ADMIN_PASSWORD`] at start (as `BAZAAR_IDENTITY_ADMIN_PASSWORD` would),
+/// for tests that need an admin's token: sign in with [`admin`].
+#[derive(Debug)]
+pub struct IdentityWithAdmin;
+
+impl Service for IdentityWithAdmin {
+    const NAME: &'static str = "identity";
+
+    fn migrations() -> Option<&'static bazaar_platform::db::Migrations> {
+        bazaar_identity::Identity::migrations()
+    }
+
+    async fn build(
+        ctx: bazaar_platform::server::Context,
+    ) -> anyhow::Result<bazaar_platform::server::Routes> {
+        let settings = bazaar_identity::Settings::from_vars([(
+            bazaar_identity::ADMIN_PASSWORD.to_owned(),
+            ADMIN_PASSWORD.to_owned(),
+        )])?;
+        bazaar_identity::build(ctx, settings).await
+    }
+}
+
+/// As [`identity`], with the admin account of [`IdentityWithAdmin`].
+pub async fn identity_with_admin(dir: &Path) -> Running {
+    start::<IdentityWithAdmin>(config("identity", dir, &Engine::Sqlite)).await
+}
+
+/// The admin of an [`IdentityWithAdmin`], signed in.
+pub async fn admin(http: &reqwest::Client, identity: &Running) -> User {
+    let res = http
+        .post(identity.url("/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        res.status(),
+        200,
+        "admin login (is it an IdentityWithAdmin?)"
+    );
+    let tokens: Value = res.json().await.expect("tokens JSON");
+    let token = tokens["access_token"].as_str().expect("token").to_owned();
+    let res = http
+        .get(identity.url("/api/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(res.status(), 200, "admin's me");
+    let me: Value = res.json().await.expect("user JSON");
+    assert_eq!(me["role"], "admin");
+    User {
+        id: me["id"].as_str().expect("id").to_owned(),
+        token,
+        email: ADMIN_EMAIL.to_owned(),
+    }
+}
+
 /// A signed-in user: id and access token.
 #[derive(Debug, Clone)]
 pub struct User {

@@ -71,6 +71,10 @@ pub struct InstanceStatus {
     /// Seconds it has been serving, when it told us.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_seconds: Option<u64>,
+    /// How often its supervisor restarted it, when it told us (the local
+    /// launcher counts; on Kubernetes the pod's restart count says it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
 }
 
 /// Every service with each of its instances and whether it is ready.
@@ -130,6 +134,7 @@ async fn probe(state: &State, url: Url) -> InstanceStatus {
         healthy: ready.ok().flatten().unwrap_or(false),
         instance: info.as_ref().map(|i| i.instance.clone()),
         pid: info.as_ref().map(|i| i.pid),
-        uptime_seconds: info.map(|i| i.uptime_seconds),
+        uptime_seconds: info.as_ref().map(|i| i.uptime_seconds),
+        restarts: info.map(|i| i.restarts),
     }
 }

@@ -25,7 +25,8 @@ pub const SIGNING_KEY_FILE: &str = "BAZAAR_IDENTITY_SIGNING_KEY_FILE";
 pub const DEV_KEY_FILE: &str = "signing-key.dev";
 
 /// Every variable the identity service reads besides the platform's
-/// (`bazaar_platform::config::VARS`).
+/// (`bazaar_platform::config::VARS`): the signing key's, then the admin
+/// account's (see `admin.rs`).
 pub const VARS: &[Var] = &[
     Var {
         name: SIGNING_KEY,
@@ -37,6 +38,9 @@ pub const VARS: &[Var] = &[
         default: "unset",
         help: "Path of a file holding the signing key (as BAZAAR_IDENTITY_SIGNING_KEY), e.g. a mounted secret. Set this or BAZAAR_IDENTITY_SIGNING_KEY, not both.",
     },
+    crate::admin::ADMIN_VARS[0],
+    crate::admin::ADMIN_VARS[1],
+    crate::admin::ADMIN_VARS[2],
 ];
 
 type Seed = [u8; 32];

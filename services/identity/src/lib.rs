@@ -37,6 +37,15 @@
 //! every start. With `BAZAAR_ENV=production` the service refuses to start
 //! without an explicit key, or with one equal to that generated file.
 //!
+//! # The admin account
+//!
+//! Nobody can register as an admin. With `BAZAAR_IDENTITY_ADMIN_PASSWORD`
+//! (or `BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE`) set, identity makes sure at
+//! start that an account with `BAZAAR_IDENTITY_ADMIN_EMAIL` (default
+//! `admin@bazaar.local`) exists, creating it with the role `admin` if it
+//! does not; an existing account with that e-mail is never changed. See
+//! [`Settings`].
+//!
 //! # Events
 //!
 //! Through the outbox, in the transaction of the change they announce
@@ -44,6 +53,7 @@
 //! and `identity.seller.followed` / `identity.seller.unfollowed` only when a
 //! follow actually began or ended.
 
+mod admin;
 pub mod domain;
 mod error;
 mod http;
@@ -60,6 +70,10 @@ use bazaar_platform::auth::Jwks;
 use bazaar_platform::db::Migrations;
 use bazaar_platform::server::{Context, Routes, Service};
 
+pub use admin::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD_FILE, Admin, DEFAULT_ADMIN_EMAIL, Settings,
+    generate_password,
+};
 pub use keys::{DEV_KEY_FILE, VARS};
 pub use password::{M_COST_KIB, P_COST, T_COST};
 pub use tokens::{ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS};
@@ -82,21 +96,38 @@ impl Service for Identity {
 
     async fn build(ctx: Context) -> anyhow::Result<Routes> {
         // Read here, not in the platform: these variables are identity's.
-        let signer = keys::KeySource::from_env()?.signer(ctx.config())?;
-        let hasher = password::Hasher::new()
-            .await
-            .context("cannot prepare password hashing")?;
-        tracing::info!(kid = signer.kid(), "signing access tokens");
-        let state = http::AppState {
-            db: ctx.db()?,
-            events: ctx.events()?,
-            jwks: Arc::new(Jwks {
-                keys: vec![signer.jwk()],
-            }),
-            signer,
-            hasher,
-            metrics: metrics::IdentityMetrics::registered(ctx.metrics()),
-        };
-        Ok(Routes::new(http::router(state)).openapi(http::openapi()))
+        build(ctx, Settings::from_env()?).await
     }
+}
+
+/// Builds identity's routes with explicit `settings` (what [`Identity`]
+/// does with the environment's); for a [`Service`] of tests that need an
+/// admin account. The signing key still comes from the environment (or
+/// the development key).
+///
+/// # Errors
+/// When the context has no database, the signing key is refused, or the
+/// admin account cannot be ensured.
+pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
+    let signer = keys::KeySource::from_env()?.signer(ctx.config())?;
+    let hasher = password::Hasher::new()
+        .await
+        .context("cannot prepare password hashing")?;
+    tracing::info!(kid = signer.kid(), "signing access tokens");
+    let state = http::AppState {
+        db: ctx.db()?,
+        events: ctx.events()?,
+        jwks: Arc::new(Jwks {
+            keys: vec![signer.jwk()],
+        }),
+        signer,
+        hasher,
+        metrics: metrics::IdentityMetrics::registered(ctx.metrics()),
+    };
+    if let Some(admin) = &settings.admin {
+        admin::ensure(&state.db, &state.events, &state.hasher, admin)
+            .await
+            .context("cannot ensure the admin account")?;
+    }
+    Ok(Routes::new(http::router(state)).openapi(http::openapi()))
 }

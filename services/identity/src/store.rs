@@ -74,6 +74,28 @@ pub(crate) async fn insert_user(
     Ok(())
 }
 
+/// Inserts `user` unless an account has its e-mail already; whether it
+/// did. The unique e-mail makes a concurrent second insert a no-op.
+pub(crate) async fn insert_user_if_absent(
+    tx: &mut Transaction<'_, Any>,
+    user: &User,
+    password_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(user.id.to_string())
+    .bind(user.email.as_str())
+    .bind(user.name.as_str())
+    .bind(user.role.as_str())
+    .bind(password_hash)
+    .bind(rfc3339_now())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// The user with `email` and their password hash.
 pub(crate) async fn credentials(
     pool: &AnyPool,

@@ -31,6 +31,9 @@ pub(crate) enum Error {
     /// The cart could not be read.
     #[error("cart: {0}")]
     CartUnavailable(CallError),
+    /// Something only an admin may ask for (`all=true`).
+    #[error("admins only")]
+    AdminOnly,
     /// The token's subject is not a user id.
     #[error("the token's subject is not a user id")]
     BadSubject,
@@ -64,6 +67,10 @@ impl From<Error> for Problem {
                 Problem::service_unavailable(
                     "Your cart cannot be read right now; try again shortly, or name the items to order.",
                 )
+            }
+            Error::AdminOnly => {
+                Problem::forbidden("Only an admin may list every user's orders; leave out all=true to list yours.")
+                    .with_kind("admin-only", "Admins only")
             }
             Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::Db(e) => Problem::internal(&e),

@@ -1,5 +1,7 @@
 //! The REST API (shared/API.md, "Orders"): wire types, handlers and their
-//! OpenAPI description. Every route needs a user's token.
+//! OpenAPI description. Every route needs a user's token. A user sees only
+//! their own orders; an admin (role `admin` in the token) may read any order
+//! and list every user's (`?all=true`).
 
 use std::sync::Arc;
 
@@ -62,7 +64,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
         ProblemBody, FieldErrorBody
     )),
     modifiers(&BearerAuth),
-    tags((name = "orders", description = "A customer's orders."))
+    tags((name = "orders", description = "A customer's orders; every user's for an admin."))
 )]
 struct ApiDoc;
 
@@ -158,6 +160,10 @@ struct ListParams {
     page: Option<String>,
     /// Orders per page, 1 to 100 (default 20).
     limit: Option<String>,
+    /// `true`: every user's orders, not only the caller's; admins only
+    /// (403 for anyone else). `false` is the default.
+    #[param(value_type = Option<bool>)]
+    all: Option<String>,
 }
 
 // ---- wire types: answers ----
@@ -219,6 +225,8 @@ struct EntryBody {
 #[schema(as = Order)]
 struct OrderBody {
     id: Uuid,
+    /// Who placed it.
+    user_id: Uuid,
     /// `pending` while the checkout runs, then `confirmed` or `cancelled`.
     #[schema(example = "pending")]
     status: &'static str,
@@ -251,7 +259,7 @@ struct PageBody {
     items: Vec<OrderBody>,
     page: i64,
     limit: i64,
-    /// How many orders the caller has.
+    /// How many orders the caller has (with `all=true`: how many there are).
     total: i64,
 }
 
@@ -271,6 +279,7 @@ impl From<Order> for OrderBody {
         let currency = order.currency.clone();
         Self {
             id: order.id,
+            user_id: order.user_id,
             status: order.status.as_str(),
             items: order
                 .lines
@@ -445,6 +454,11 @@ fn subject(user: &auth::User) -> Result<Uuid, Error> {
     Uuid::parse_str(&user.0.sub).map_err(|_| Error::BadSubject)
 }
 
+/// Whether the caller is an admin (the role identity signed into the token).
+fn is_admin(user: &auth::User) -> bool {
+    user.0.role == "admin"
+}
+
 /// The `Idempotency-Key` header.
 fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Error> {
     let raw = headers.get("idempotency-key").ok_or(Error::MissingKey)?;
@@ -585,12 +599,32 @@ async fn place(
         .into_response())
 }
 
-/// Parses the paging query, naming each bad parameter.
-fn paging(query: Result<Query<ListParams>, QueryRejection>) -> Result<(i64, i64), Problem> {
+/// What a list asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Listing {
+    page: i64,
+    limit: i64,
+    /// Every user's orders (`all=true`), not only the caller's.
+    all: bool,
+}
+
+/// Parses the list query, naming each bad parameter.
+fn listing(query: Result<Query<ListParams>, QueryRejection>) -> Result<Listing, Problem> {
     let Ok(Query(params)) = query else {
         return Err(Problem::bad_request("The query string cannot be read."));
     };
     let mut errors = Vec::new();
+    let all = match params.all.as_deref().map(str::trim) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(_) => {
+            errors.push(FieldError {
+                field: "all".into(),
+                message: "must be true or false".into(),
+            });
+            false
+        }
+    };
     let mut number =
         |raw: Option<&str>, default: i64, max: i64, field: &str, message: &str| match raw
             .map(str::trim)
@@ -623,7 +657,7 @@ fn paging(query: Result<Query<ListParams>, QueryRejection>) -> Result<(i64, i64)
         "must be a whole number from 1 to 100",
     );
     if errors.is_empty() {
-        Ok((page, limit))
+        Ok(Listing { page, limit, all })
     } else {
         Err(Problem::validation(errors))
     }
@@ -636,9 +670,10 @@ fn paging(query: Result<Query<ListParams>, QueryRejection>) -> Result<(i64, i64)
     security(("bearer" = [])),
     params(ListParams),
     responses(
-        (status = 200, description = "A page of the caller's orders, newest first.", body = PageBody),
+        (status = 200, description = "A page of the caller's orders, newest first; with `all=true` (admins only), of every user's. Each item is the whole order, with its status and saga timeline.", body = PageBody),
         (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "`page` or `limit` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "`all=true` from a caller who is not an admin.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "`page`, `limit` or `all` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
@@ -648,8 +683,15 @@ async fn list(
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<PageBody>, Error> {
     let user_id = subject(&user)?;
-    let (page, limit) = paging(query)?;
-    let (orders, total) = store::page(&state.engine.db, user_id, page, limit).await?;
+    let Listing { page, limit, all } = listing(query)?;
+    let (orders, total) = if all {
+        if !is_admin(&user) {
+            return Err(Error::AdminOnly);
+        }
+        store::page_all(&state.engine.db, page, limit).await?
+    } else {
+        store::page(&state.engine.db, user_id, page, limit).await?
+    };
     Ok(Json(PageBody {
         items: orders.into_iter().map(OrderBody::from).collect(),
         page,
@@ -665,9 +707,9 @@ async fn list(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The order.")),
     responses(
-        (status = 200, description = "The order with its timeline.", body = OrderBody),
+        (status = 200, description = "The order with its timeline: one of the caller's, or any order for an admin.", body = OrderBody),
         (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "The caller has no order with this id.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "The caller has no order with this id (for an admin: there is none).", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
@@ -681,10 +723,12 @@ async fn one(
         return Err(Error::NoSuchOrder);
     };
     let id = Uuid::parse_str(&raw).map_err(|_| Error::NoSuchOrder)?;
-    let order = store::of_user(&state.engine.db, id, user_id)
-        .await?
-        .ok_or(Error::NoSuchOrder)?;
-    Ok(Json(order.into()))
+    let order = if is_admin(&user) {
+        store::by_id(&state.engine.db, id).await?
+    } else {
+        store::of_user(&state.engine.db, id, user_id).await?
+    };
+    Ok(Json(order.ok_or(Error::NoSuchOrder)?.into()))
 }
 
 #[cfg(test)]
@@ -763,6 +807,17 @@ mod tests {
         assert!(spec["paths"]["/api/v1/orders"]["post"].is_object());
         assert!(spec["paths"]["/api/v1/orders"]["get"].is_object());
         assert!(spec["paths"]["/api/v1/orders/{id}"]["get"].is_object());
+        let list = &spec["paths"]["/api/v1/orders"]["get"];
+        assert!(list["responses"]["403"].is_object(), "{list}");
+        let all = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "all")
+            .expect("the all parameter");
+        assert_eq!(all["in"], "query");
+        assert!(all["schema"].to_string().contains("boolean"), "{all}");
+        assert!(spec["components"]["schemas"]["Order"]["properties"]["user_id"].is_object());
         for schema in [
             "PlaceOrder",
             "CardDetails",
@@ -789,15 +844,19 @@ mod tests {
 
     #[test]
     fn paging_defaults_and_bounds() {
-        let q = |page: Option<&str>, limit: Option<&str>| {
-            paging(Ok(Query(ListParams {
+        let q = |page: Option<&str>, limit: Option<&str>, all: Option<&str>| {
+            listing(Ok(Query(ListParams {
                 page: page.map(str::to_owned),
                 limit: limit.map(str::to_owned),
+                all: all.map(str::to_owned),
             })))
         };
-        assert_eq!(q(None, None).unwrap(), (1, 20));
-        assert_eq!(q(Some("3"), Some("100")).unwrap(), (3, 100));
-        let problem = q(Some("0"), Some("101")).unwrap_err();
-        assert_eq!(fields(&problem), ["page", "limit"]);
+        let at = |page, limit, all| Listing { page, limit, all };
+        assert_eq!(q(None, None, None).unwrap(), at(1, 20, false));
+        assert_eq!(q(Some("3"), Some("100"), None).unwrap(), at(3, 100, false));
+        assert_eq!(q(None, None, Some("true")).unwrap(), at(1, 20, true));
+        assert_eq!(q(None, None, Some("false")).unwrap(), at(1, 20, false));
+        let problem = q(Some("0"), Some("101"), Some("yes")).unwrap_err();
+        assert_eq!(fields(&problem), ["all", "page", "limit"]);
     }
 }

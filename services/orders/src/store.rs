@@ -149,10 +149,12 @@ pub(crate) struct Entry {
     pub(crate) detail: String,
 }
 
-/// An order as its owner sees it.
+/// An order as its owner (or an admin) sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     pub(crate) id: Uuid,
+    /// Who placed it.
+    pub(crate) user_id: Uuid,
     pub(crate) status: Status,
     pub(crate) fingerprint: String,
     pub(crate) lines: Vec<Line>,
@@ -167,7 +169,7 @@ pub(crate) struct Order {
 }
 
 const ORDER_COLUMNS: &str = "id, status, fingerprint, currency, total, cancel_code, cancel_reason, \
-     card_last4, ship_name, ship_line1, ship_city, ship_postal_code, ship_country, created_at";
+     card_last4, ship_name, ship_line1, ship_city, ship_postal_code, ship_country, created_at, user_id";
 
 fn order_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
     let status: String = row.get(1);
@@ -189,6 +191,7 @@ fn order_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
             country: row.get(12),
         },
         created_at: row.get(13),
+        user_id: uuid(&row.get::<String, _>(14))?,
         lines: Vec::new(),
         timeline: Vec::new(),
     })
@@ -290,6 +293,45 @@ pub(crate) async fn of_user(db: &Db, id: Uuid, user: Uuid) -> Result<Option<Orde
     details(db.pool(), &mut orders).await?;
     let [order] = orders;
     Ok(Some(order))
+}
+
+/// Order `id`, whoever placed it (for admins).
+pub(crate) async fn by_id(db: &Db, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut orders = [order_row(&row)?];
+    details(db.pool(), &mut orders).await?;
+    let [order] = orders;
+    Ok(Some(order))
+}
+
+/// Page `page` (from 1) of every user's orders, newest first, and how many
+/// there are in all (for admins).
+pub(crate) async fn page_all(
+    db: &Db,
+    page: i64,
+    limit: i64,
+) -> Result<(Vec<Order>, i64), sqlx::Error> {
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM orders")
+        .fetch_one(db.pool())
+        .await?
+        .get(0);
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders \
+         ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(limit)
+        .bind((page - 1).saturating_mul(limit))
+        .fetch_all(db.pool())
+        .await?;
+    let mut orders = rows.iter().map(order_row).collect::<Result<Vec<_>, _>>()?;
+    details(db.pool(), &mut orders).await?;
+    Ok((orders, total))
 }
 
 /// Page `page` (from 1) of `user`'s orders, newest first, and how many

@@ -209,12 +209,17 @@ mod tests {
             [
                 "BAZAAR_DATABASE_URL",
                 "BAZAAR_REDIS_URL",
-                "BAZAAR_IDENTITY_SIGNING_KEY"
+                "BAZAAR_IDENTITY_SIGNING_KEY",
+                "BAZAAR_IDENTITY_ADMIN_PASSWORD"
             ]
         );
         assert_eq!(
             secrets(identity)[2].file_var,
             Some("BAZAAR_IDENTITY_SIGNING_KEY_FILE")
+        );
+        assert_eq!(
+            secrets(identity)[3].file_var,
+            Some("BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE")
         );
     }
 

@@ -6,6 +6,7 @@
 //! to it: the children run with `BAZAAR_EXIT_ON_STDIN_CLOSE=1`, so however
 //! the launcher ends, its children end too.
 
+pub mod admin;
 pub mod output;
 pub mod plan;
 pub mod probe;
@@ -87,6 +88,9 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
 
+    let admin_password = admin::ensure(&data_dir)?;
+    let admin_email = admin::email(std::env::vars());
+
     let stdout_is_terminal = std::io::stdout().is_terminal();
     let log_format = std::env::var("BAZAAR_LOG_FORMAT")
         .ok()
@@ -104,6 +108,7 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         nats: args.nats,
         redis: args.redis,
         log_format,
+        admin_password_file: Some(admin_password.path.clone()),
     };
     let Reserved { plan, data_dir } = reserve_ports(options)?;
     for service in SERVICES {
@@ -133,6 +138,12 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.no_seed {
         output.launcher("--no-seed: the demo catalog will not be seeded");
     }
+    if admin_password.created {
+        output.launcher(&format!(
+            "generated the local admin's password into {}",
+            admin_password.path.display()
+        ));
+    }
 
     let (phase_tx, phase_rx) = watch::channel(Phase::Run);
     let mut tasks = JoinSet::new();
@@ -161,6 +172,11 @@ async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 match result {
                     Ok(()) => {
                         output.raw(&format!("ready: http://{}", plan.public));
+                        output.raw(&admin::sign_in_line(
+                            &format!("http://{}", plan.public),
+                            &admin_email,
+                            &admin_password,
+                        ));
                         if !args.no_seed {
                             // In the background, so a stop signal is still
                             // heard while it runs.
@@ -367,6 +383,7 @@ mod tests {
             nats: None,
             redis: None,
             log_format: "json".into(),
+            admin_password_file: None,
         };
         let err = reserve_ports(options).err().unwrap().to_string();
         assert!(err.contains("--port"), "{err}");
@@ -382,6 +399,7 @@ mod tests {
             nats: None,
             redis: None,
             log_format: "json".into(),
+            admin_password_file: None,
         };
         let plan = reserve_ports(options).unwrap().plan;
         assert_ne!(plan.public.port(), 0);

@@ -8,6 +8,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use bazaar_platform::server::Service;
 use url::Url;
 
 use crate::cli::{PostgresUrl, RedisUrl};
@@ -29,6 +30,9 @@ const OWNED: &[&str] = &[
     "BAZAAR_NATS_URL",
     "BAZAAR_REDIS_URL",
     "BAZAAR_EXIT_ON_STDIN_CLOSE",
+    "BAZAAR_RESTARTS",
+    bazaar_identity::ADMIN_PASSWORD,
+    bazaar_identity::ADMIN_PASSWORD_FILE,
 ];
 
 /// Whether an inherited variable must not reach a child.
@@ -53,6 +57,9 @@ pub struct Options {
     pub redis: Option<RedisUrl>,
     /// `BAZAAR_LOG_FORMAT` for every child.
     pub log_format: String,
+    /// The admin password file, for identity only
+    /// (`BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE`); `None`: no admin account.
+    pub admin_password_file: Option<PathBuf>,
 }
 
 /// One process to run.
@@ -148,6 +155,14 @@ impl Plan {
                 if let Some(redis) = &options.redis {
                     env.push(("BAZAAR_REDIS_URL".to_owned(), redis.0.to_string()));
                 }
+                if let Some(file) = &options.admin_password_file
+                    && service.name == <bazaar_identity::Identity as Service>::NAME
+                {
+                    env.push((
+                        bazaar_identity::ADMIN_PASSWORD_FILE.to_owned(),
+                        path_string(file),
+                    ));
+                }
                 instances.push(Instance {
                     service,
                     service_index,
@@ -180,6 +195,7 @@ mod tests {
             nats: None,
             redis: None,
             log_format: "json".to_owned(),
+            admin_password_file: Some(PathBuf::from("/srv/bazaar/admin-password")),
         }
     }
 
@@ -268,7 +284,32 @@ mod tests {
     fn inherited_topology_is_not_passed_on() {
         assert!(launcher_owned("BAZAAR_UPSTREAM_CATALOG"));
         assert!(launcher_owned("BAZAAR_DATABASE_URL"));
+        assert!(launcher_owned("BAZAAR_RESTARTS"));
+        assert!(launcher_owned("BAZAAR_IDENTITY_ADMIN_PASSWORD"));
+        assert!(launcher_owned("BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE"));
+        assert!(!launcher_owned("BAZAAR_IDENTITY_ADMIN_EMAIL"));
         assert!(!launcher_owned("BAZAAR_LOG"));
         assert!(!launcher_owned("BAZAAR_ENV"));
+    }
+
+    #[test]
+    fn only_identity_gets_the_admin_password_file() {
+        let plan = Plan::new(SERVICES, &options(), ports()).unwrap();
+        for i in &plan.instances {
+            let file = env(i, "BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE");
+            if i.service.name == "identity" {
+                assert_eq!(file, Some("/srv/bazaar/admin-password"));
+            } else {
+                assert_eq!(file, None, "{}", i.name);
+            }
+        }
+        let mut without = options();
+        without.admin_password_file = None;
+        let plan = Plan::new(SERVICES, &without, ports()).unwrap();
+        assert!(
+            plan.instances
+                .iter()
+                .all(|i| env(i, "BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE").is_none())
+        );
     }
 }

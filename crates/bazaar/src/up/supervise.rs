@@ -75,12 +75,15 @@ pub async fn supervise(
 ) {
     let color = Output::service_color(instance.service_index);
     let mut backoff = Backoff::new();
+    // Processes of this instance started before the next one: its
+    // `BAZAAR_RESTARTS`.
+    let mut restarts: u32 = 0;
     loop {
         if *phase.borrow() != Phase::Run {
             return;
         }
         let started = Instant::now();
-        let delay = match start(&exe, &instance) {
+        let delay = match command(&exe, &instance, restarts).spawn() {
             Err(e) => {
                 let delay = backoff.after_exit(Duration::ZERO);
                 output.launcher(&format!(
@@ -91,12 +94,17 @@ pub async fn supervise(
             }
             Ok(mut child) => {
                 let pid = child.id().unwrap_or_default();
+                let nth = match restarts {
+                    0 => String::new(),
+                    n => format!(", restart {n}"),
+                };
+                restarts = restarts.saturating_add(1);
                 // Held, never written: when the launcher dies, even by
                 // SIGKILL, the kernel closes it and the child shuts down.
                 let stdin = child.stdin.take();
                 let pumps = pump_output(&mut child, &output, &instance.name, color);
                 output.launcher(&format!(
-                    "started {} (pid {pid}) on http://{}",
+                    "started {} (pid {pid}{nth}) on http://{}",
                     instance.name, instance.addr
                 ));
                 let exited = tokio::select! {
@@ -130,7 +138,8 @@ pub async fn supervise(
     }
 }
 
-fn start(exe: &Path, instance: &Instance) -> std::io::Result<Child> {
+/// The command that starts `instance`, which ran `restarts` times before.
+fn command(exe: &Path, instance: &Instance, restarts: u32) -> Command {
     let mut command = Command::new(exe);
     command
         .arg("serve")
@@ -153,8 +162,13 @@ fn start(exe: &Path, instance: &Instance) -> std::io::Result<Child> {
             .iter()
             .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
     );
-    command.spawn()
+    command.env(RESTARTS, restarts.to_string());
+    command
 }
+
+/// How many times the instance was restarted before, for
+/// `bazaar.platform.v1.Instance/Describe` (see `bazaar_platform::config::VARS`).
+const RESTARTS: &str = "BAZAAR_RESTARTS";
 
 fn pump_output(
     child: &mut Child,
@@ -223,6 +237,41 @@ mod tests {
         assert_eq!(delays[9], Backoff::MAX);
         assert_eq!(b.after_exit(Duration::from_secs(31)), Backoff::INITIAL);
         assert_eq!(b.after_exit(short), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn every_start_says_how_many_came_before() {
+        let plan = crate::up::plan::Plan::new(
+            crate::registry::SERVICES,
+            &crate::up::plan::Options {
+                data_dir: "/srv/bazaar".into(),
+                public_port: 8080,
+                replicas: std::collections::BTreeMap::new(),
+                postgres: None,
+                nats: None,
+                redis: None,
+                log_format: "json".into(),
+                admin_password_file: None,
+            },
+            || Ok(40000),
+        )
+        .unwrap();
+        let instance = &plan.instances[0];
+        for n in [0, 1, 7] {
+            let command = command(Path::new("/bin/true"), instance, n);
+            let envs: Vec<_> = command.as_std().get_envs().collect();
+            assert!(
+                envs.contains(&(OsStr::new(RESTARTS), Some(OsStr::new(&n.to_string())))),
+                "{envs:?}"
+            );
+            assert!(
+                envs.contains(&(
+                    OsStr::new("BAZAAR_INSTANCE"),
+                    Some(OsStr::new(&instance.name))
+                )),
+                "{envs:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod admin;
 mod follows;
 mod startup;
 mod tokens;

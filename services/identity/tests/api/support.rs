@@ -8,7 +8,7 @@ use bazaar_bus::{Broker as _, Envelope};
 use bazaar_identity::Identity;
 use bazaar_platform::Problem;
 use bazaar_platform::config::{Config, DatabaseConfig, Secret};
-use bazaar_platform::server::Server;
+use bazaar_platform::server::{Server, Service};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -72,8 +72,14 @@ pub async fn spawn(engine: Engine) -> App {
 
 /// Starts identity with `config`; `dir` is kept alive as long as the app.
 pub async fn start(config: Config, engine: Engine, dir: Arc<TempDir>) -> App {
+    start_as::<Identity>(config, engine, dir).await
+}
+
+/// As [`start`], with the service `S` (identity built with settings of a
+/// test's own).
+pub async fn start_as<S: Service>(config: Config, engine: Engine, dir: Arc<TempDir>) -> App {
     bazaar_platform::telemetry::init_for_tests();
-    let server = Server::build::<Identity>(config.clone())
+    let server = Server::build::<S>(config.clone())
         .await
         .expect("identity builds");
     let base = format!("http://{}", server.local_addr());

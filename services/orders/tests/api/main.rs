@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admin;
 mod checkout;
 mod failures;
 mod recovery;

@@ -142,7 +142,8 @@ pub async fn fleet(engine: Engine) -> Fleet {
 pub async fn fleet_with<O: Service, P: Service>(engine: Engine, payments: Up, cart: Up) -> Fleet {
     let dir = tempfile::tempdir().expect("temporary directory");
     let http = reqwest::Client::new();
-    let identity = bazaar_testkit::identity(dir.path()).await;
+    // With an admin account, for the tests of what admins may read.
+    let identity = bazaar_testkit::identity_with_admin(dir.path()).await;
     let with_identity = |name: &str| {
         let mut config = bazaar_testkit::config(name, dir.path(), &Engine::Sqlite);
         bazaar_testkit::upstream(&mut config, "identity", &identity);
@@ -224,6 +225,21 @@ impl Fleet {
     /// A new signed-in customer.
     pub async fn customer(&self) -> User {
         bazaar_testkit::user(&self.http, &self.identity, "customer").await
+    }
+
+    /// The fleet's admin, signed in.
+    pub async fn admin(&self) -> User {
+        bazaar_testkit::admin(&self.http, &self.identity).await
+    }
+
+    /// `GET /api/v1/orders?query` as `user`, whatever the answer.
+    pub async fn list_raw(&self, user: &User, query: &str) -> reqwest::Response {
+        self.http
+            .get(self.orders().url(&format!("/api/v1/orders{query}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("GET orders")
     }
 
     /// A product of the fleet's seller at `price` cents (EUR) with
