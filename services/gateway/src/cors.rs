@@ -119,10 +119,15 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    // Pages may choose their own: with `no-referrer` a browser sends
+    // `Origin: null` on a page's own form posts, which hides that they are
+    // same-origin.
+    if api || !headers.contains_key(header::REFERRER_POLICY) {
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
     headers.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),

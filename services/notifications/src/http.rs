@@ -171,6 +171,10 @@ struct PageBody {
     limit: i64,
     /// How many notifications the user has, over all pages.
     total: i64,
+    /// How many of the user's notifications are not marked read, over all
+    /// pages (a badge's count).
+    #[schema(example = 3)]
+    unread: i64,
 }
 
 /// `GET /api/v1/notifications` query.
@@ -220,7 +224,7 @@ fn user_of(claims: &Claims) -> Result<Uuid, Error> {
     security(("bearer" = [])),
     params(ListParams),
     responses(
-        (status = 200, description = "A page of the user's notifications, newest first.", body = PageBody),
+        (status = 200, description = "A page of the user's notifications, newest first, with `total` and `unread` counted over all pages.", body = PageBody),
         (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "`page` or `limit` is invalid; `errors` names each.", body = ProblemBody, content_type = "application/problem+json"),
     )
@@ -245,11 +249,13 @@ async fn list(
         )
     })?;
     let (items, total) = store::page(state.db.pool(), me, page).await?;
+    let unread = store::unread(state.db.pool(), me).await?;
     Ok(Json(PageBody {
         items: items.iter().map(NotificationBody::from).collect(),
         page: page.number(),
         limit: page.limit(),
         total,
+        unread,
     }))
 }
 

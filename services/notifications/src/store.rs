@@ -328,6 +328,19 @@ where
     Ok((items, total))
 }
 
+/// How many of `user`'s notifications are not marked read (the storefront's
+/// bell).
+pub(crate) async fn unread<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    user: Uuid,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND is_read = 0")
+        .bind(user.to_string())
+        .fetch_one(db)
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Up to `limit` of `user`'s notifications after `after`, oldest first.
 pub(crate) async fn since<'e>(
     db: impl sqlx::Executor<'e, Database = Any>,

@@ -50,7 +50,7 @@ impl Asset {
     }
 }
 
-const ALL: [&Asset; 2] = [&CSS, &JS];
+const ALL: [&Asset; 3] = [&CSS, &JS, &OPS_JS];
 
 /// The stylesheet.
 pub static CSS: Asset = Asset::new(
@@ -63,6 +63,12 @@ pub static JS: Asset = Asset::new(
     "app.js",
     "text/javascript; charset=utf-8",
     include_str!("../assets/app.js"),
+);
+/// The ops console's script: refreshes the console in place.
+pub static OPS_JS: Asset = Asset::new(
+    "ops.js",
+    "text/javascript; charset=utf-8",
+    include_str!("../assets/ops.js"),
 );
 
 /// `?v=`: the content hash the page linked.

@@ -26,12 +26,18 @@ pub enum PageError {
     #[error("bad request: {0}")]
     BadRequest(String),
     /// A backend service failed or refused in a way the page cannot explain
-    /// better.
+    /// better (boxed: a problem is large, and every page returns this).
     #[error(transparent)]
-    Backend(#[from] Failure),
+    Backend(Box<Failure>),
     /// A bug of the storefront's own.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<Failure> for PageError {
+    fn from(failure: Failure) -> Self {
+        Self::Backend(Box::new(failure))
+    }
 }
 
 impl IntoResponse for PageError {
@@ -47,7 +53,7 @@ impl IntoResponse for PageError {
             Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "Bad request", why.clone()),
             Self::Backend(failure) => {
                 tracing::warn!(error = %failure, "a backend call failed a page");
-                match failure {
+                match failure.as_ref() {
                     Failure::Refused { problem, .. } if problem.status == 404 => {
                         (StatusCode::NOT_FOUND, "Not found", problem.detail.clone())
                     }

@@ -32,7 +32,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 use bazaar_platform::auth::Verifier;
 use bazaar_platform::server::{Context, Routes, Service};
 use http::{HeaderValue, header};
@@ -56,6 +56,9 @@ pub struct App {
     refresher: session::SharedRefresher,
     /// The ops console's state (previous metric samples).
     console: ops::Console,
+    /// Opens the notification streams `/live` relays: no overall timeout,
+    /// a stream lasts as long as the page.
+    live: reqwest::Client,
 }
 
 impl Service for Storefront {
@@ -79,10 +82,17 @@ pub fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         backend,
         settings: Arc::new(settings),
         refresher: Arc::default(),
+        live: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()?,
     };
     let router = Router::new()
         .merge(pages::routes())
         .merge(ops::routes())
+        // A route rather than a fallback: the platform sets its own
+        // (problem+json) fallback on the whole router, and a person gets
+        // the 404 page.
+        .route("/{*path}", any(pages::not_found))
         .layer(from_fn_with_state(app.clone(), session::layer))
         // Assets need no session.
         .route("/assets/{name}", get(assets::serve))
@@ -109,6 +119,12 @@ async fn page_headers(req: Request, next: Next) -> Response {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    // Same-origin requests keep their `Origin`, which the session layer
+    // checks on every form post; other sites learn nothing.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

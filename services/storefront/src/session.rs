@@ -223,11 +223,6 @@ impl CookieJar {
             }
         }
     }
-
-    /// Whether anything changes.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
 }
 
 impl IntoResponse for CookieJar {
@@ -365,6 +360,15 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    if origin == "null" {
+        // What browsers send under `Referrer-Policy: no-referrer` (the
+        // gateway's): the fetch metadata, when sent, still tells another
+        // site's page apart; the CSRF token is checked after this anyway.
+        return headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|site| site == "same-origin" || site == "none");
+    }
     let host = headers
         .get("x-forwarded-host")
         .or_else(|| headers.get(header::HOST))
@@ -462,6 +466,14 @@ mod tests {
         assert!(!same_origin(&headers));
         headers.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
         assert!(same_origin(&headers), "the gateway's forwarded host counts");
+
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(same_origin(&headers), "no-referrer: the token decides");
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&headers), "another site's page");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod api;
 mod harness;
 
+mod browser;
 mod catalog;
 mod checkout;
 mod cli;
@@ -15,3 +16,4 @@ mod identity;
 mod inventory;
 mod lifecycle;
 mod notifications;
+mod storefront;

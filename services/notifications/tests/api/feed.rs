@@ -211,3 +211,47 @@ async fn marking_read_is_for_the_owner_only() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_unread_count_drops_when_one_is_read() {
+    for engine in engines() {
+        let world = World::new(engine, BrokerKind::Embedded).await;
+        let app = world.start().await;
+        let http = &world.http;
+        let (ann, eve) = (world.user("customer").await, world.user("customer").await);
+        for _ in 0..3 {
+            world
+                .bus
+                .publish(&confirmed(Uuid::now_v7(), ann.uuid()))
+                .await;
+        }
+        let items = wait_for(http, &app.base, &ann, "ann's three", PATIENCE, |i| {
+            i.len() == 3
+        })
+        .await;
+        // Counted over every page, not just the one asked for.
+        let page = feed(http, &app.base, &ann, "?limit=1").await;
+        assert_eq!(page["unread"], 3, "{}: {page}", world.name());
+        assert_eq!(feed(http, &app.base, &eve, "").await["unread"], 0);
+
+        let id = items[1]["id"].as_str().unwrap();
+        let res = http
+            .post(app.url(&format!("/api/v1/notifications/{id}/read")))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        let page = feed(http, &app.base, &ann, "").await;
+        assert_eq!(page["unread"], 2, "{}: {page}", world.name());
+        assert_eq!(page["total"], 3);
+        // Reading it again changes nothing.
+        http.post(app.url(&format!("/api/v1/notifications/{id}/read")))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(feed(http, &app.base, &ann, "").await["unread"], 2);
+        app.stop().await;
+    }
+}
