@@ -68,7 +68,10 @@ Every instance listens on a free port of 127.0.0.1 and gets the endpoints of
 the services it calls; the gateway also shares the public port (--port) with
 its replicas. Logs of all processes are merged here, one prefix per instance.
 A process that dies is restarted (backoff from 100 ms to 10 s). When every
-instance is ready, one line `ready: http://127.0.0.1:PORT` is printed.
+instance is ready, one line `ready: http://127.0.0.1:PORT` is printed (the
+shop is at that address), then one `admin:` line: the local admin signs in
+there with the password the first start wrote to DIR/admin-password, and
+sees the ops console at /ops.
 Ctrl-C or SIGTERM stops every process gracefully; if this launcher is killed,
 its processes notice (their standard input closes) and stop on their own.
 
