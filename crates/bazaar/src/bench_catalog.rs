@@ -84,9 +84,9 @@ pub const RETRIES: usize = 2;
 /// step: their p99 is the number the benchmark is for.
 pub const HALF_RUN_FACTOR: u32 = 2;
 /// How long the demo seed may take after `ready:`.
-const SEED_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const SEED_LIMIT: Duration = Duration::from_secs(120);
 /// How long to wait at most for the fleet's core to be idle after seeding.
-const SETTLE_LIMIT: Duration = Duration::from_secs(15);
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 /// The fleet's core counts as idle above this share of idle time.
 const IDLE_SHARE: f64 = 0.9;
 /// The listing's page size.
@@ -808,7 +808,7 @@ fn measure(
 /// Waits until `core` (all cores when `None`) is idle over half a second;
 /// how long that took, or `None` if it was still busy after
 /// [`SETTLE_LIMIT`].
-fn settle(core: Option<usize>) -> Option<Duration> {
+pub(crate) fn settle(core: Option<usize>) -> Option<Duration> {
     let started = std::time::Instant::now();
     let line = core.map_or_else(|| "cpu".to_owned(), |c| format!("cpu{c}"));
     let times = || {
@@ -871,7 +871,7 @@ fn instances(gateway: SocketAddr) -> anyhow::Result<(SocketAddr, SocketAddr)> {
     Ok((first("gateway").unwrap_or(gateway), first("catalog")?))
 }
 
-fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+pub(crate) fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let (status, body) = get(addr, path).with_context(|| format!("GET {path}"))?;
     if status != 200 {
         bail!(

@@ -1277,20 +1277,20 @@ fn run_backend(
 
 /// A signed-in account.
 #[derive(Debug, Clone)]
-struct Account {
-    email: String,
-    token: String,
+pub(crate) struct Account {
+    pub(crate) email: String,
+    pub(crate) token: String,
 }
 
 /// Calls the fleet's gateway.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(gateway: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) fn new(gateway: SocketAddr) -> anyhow::Result<Self> {
         Ok(Self {
             // No overall timeout on the client: the streams need none; each
             // call sets its own.
@@ -1302,7 +1302,12 @@ impl Api {
         })
     }
 
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -1314,7 +1319,7 @@ impl Api {
     }
 
     /// One call; its status and JSON (`null` if none).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -1335,7 +1340,7 @@ impl Api {
     }
 
     /// One call that must answer `want`.
-    async fn expect(
+    pub(crate) async fn expect(
         &self,
         method: Method,
         path: &str,
@@ -1350,7 +1355,7 @@ impl Api {
         Ok(value)
     }
 
-    async fn register(&self, email: &str, role: &str) -> anyhow::Result<()> {
+    pub(crate) async fn register(&self, email: &str, role: &str) -> anyhow::Result<()> {
         let body =
             json!({"email": email, "password": PASSWORD, "name": "Bench User", "role": role});
         self.expect(
@@ -1364,7 +1369,7 @@ impl Api {
         .map(drop)
     }
 
-    async fn login(&self, email: &str) -> anyhow::Result<Account> {
+    pub(crate) async fn login(&self, email: &str) -> anyhow::Result<Account> {
         let body = json!({"email": email, "password": PASSWORD});
         let tokens = self
             .expect(Method::POST, "/api/v1/auth/login", None, Some(&body), 200)
@@ -1378,7 +1383,7 @@ impl Api {
         })
     }
 
-    async fn account(&self, email: String, role: &str) -> anyhow::Result<Account> {
+    pub(crate) async fn account(&self, email: String, role: &str) -> anyhow::Result<Account> {
         self.register(&email, role).await?;
         self.login(&email).await
     }

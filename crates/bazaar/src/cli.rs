@@ -140,6 +140,9 @@ pub enum BenchCommand {
     /// The checkout saga end to end at fixed order rates: orders/s, POST and accepted → confirmed latency
     #[command(long_about = crate::bench_checkout::LONG_ABOUT)]
     Checkout(Box<CheckoutBenchArgs>),
+    /// The shop's server-rendered pages through the gateway at fixed rates: latency, errors, CPU per service
+    #[command(long_about = crate::bench_storefront::LONG_ABOUT)]
+    Storefront(StorefrontBenchArgs),
     /// A process of `bench gateway` (its upstream, load generator or nginx watcher)
     #[command(subcommand, hide = true)]
     GatewayProcess(crate::bench_gateway::Process),
@@ -242,6 +245,23 @@ pub struct CheckoutBenchArgs {
     /// (e.g. BAZAAR_ORDERS_SAGA_CONCURRENCY=8); repeatable
     #[arg(long, value_name = "NAME=VALUE", value_parser = crate::bench_checkout::parse_fleet_env)]
     pub fleet_env: Vec<(String, String)>,
+    /// Print one JSON object instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `bazaar bench storefront`.
+#[derive(Debug, Args)]
+pub struct StorefrontBenchArgs {
+    /// Requests/s measured for every page, in turn (comma-separated)
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = crate::bench_storefront::DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub rates: Vec<u32>,
+    /// Seconds measured at each rate (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub duration: u64,
+    /// Keep-alive connections of the load generator
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
     /// Print one JSON object instead of tables
     #[arg(long)]
     pub json: bool,

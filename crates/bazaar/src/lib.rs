@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_catalog;
 pub mod bench_checkout;
 pub mod bench_gateway;
+pub mod bench_storefront;
 pub mod cli;
 pub mod deploy;
 pub mod load;

@@ -395,6 +395,19 @@ pub fn run_load(
     spec: &LoadSpec,
     started: &mut Vec<ProcessId>,
 ) -> anyhow::Result<LoadResult> {
+    run_load_with_headers(exe, cores, spec, &[], started)
+}
+
+/// [`run_load`], every request also carrying `headers` (`Name: value`,
+/// e.g. a `Cookie`). They go on the load generator's command line, so
+/// other local users can read them: only for a benchmark's own accounts.
+pub fn run_load_with_headers(
+    exe: &Path,
+    cores: &Cores,
+    spec: &LoadSpec,
+    headers: &[String],
+    started: &mut Vec<ProcessId>,
+) -> anyhow::Result<LoadResult> {
     let mut command = cores.command(cores.load, exe);
     command
         .args(["bench", "gateway-process", "load", "--target"])
@@ -407,6 +420,9 @@ pub fn run_load(
         .arg(spec.duration.as_millis().to_string());
     for path in &spec.paths {
         command.arg("--path").arg(path);
+    }
+    for header in headers {
+        command.arg("--header").arg(header);
     }
     if let Some(rate) = spec.rate {
         command.arg("--rate").arg(format!("{rate:.0}"));
@@ -476,6 +492,9 @@ pub struct LoadArgs {
     /// Requests per second in open loop; without it, closed loop, as fast as the connections go
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     pub rate: Option<f64>,
+    /// A header every request carries, `Name: value` (e.g. a Cookie); repeatable
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<String>,
 }
 
 fn parse_loopback(value: &str) -> Result<SocketAddr, String> {
@@ -493,6 +512,24 @@ fn parse_path(value: &str) -> Result<String, String> {
         return Err("a path starts with / and has no spaces or control characters".to_owned());
     }
     Ok(value.to_owned())
+}
+
+/// `Name: value`: a token for a name, no control characters (so no CR or
+/// LF that would end the request's head), normalised to `Name: value`.
+pub fn parse_header(value: &str) -> Result<String, String> {
+    let (name, v) = value
+        .split_once(':')
+        .ok_or("expected NAME: VALUE, e.g. \"Cookie: a=b\"")?;
+    let name = name.trim();
+    let v = v.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("a header value has no control characters".to_owned());
+    }
+    Ok(format!("{name}: {v}"))
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -798,12 +835,15 @@ struct Requests {
 }
 
 impl Requests {
-    fn new(paths: &[String], target: SocketAddr) -> Self {
+    fn new(paths: &[String], target: SocketAddr, headers: &[String]) -> Self {
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         let all = paths
             .iter()
             .map(|path| {
-                format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: bazaar-bench\r\n\r\n")
-                    .into_bytes()
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: bazaar-bench\r\n{extra}\r\n"
+                )
+                .into_bytes()
             })
             .collect();
         Self {
@@ -824,7 +864,7 @@ async fn generate(args: &LoadArgs) -> anyhow::Result<LoadResult> {
     if args.paths.is_empty() {
         bail!("no path to ask for");
     }
-    let requests: Rc<Requests> = Rc::new(Requests::new(&args.paths, args.target));
+    let requests: Rc<Requests> = Rc::new(Requests::new(&args.paths, args.target, &args.headers));
     // Every connection is open before the clock starts.
     let mut conns = Vec::new();
     for _ in 0..args.connections {
@@ -1185,7 +1225,7 @@ mod tests {
     #[test]
     fn requests_take_turns() {
         let paths = ["/a".to_owned(), "/b".to_owned()];
-        let requests = Requests::new(&paths, "127.0.0.1:80".parse().unwrap());
+        let requests = Requests::new(&paths, "127.0.0.1:80".parse().unwrap(), &[]);
         let firsts: Vec<String> = (0..5)
             .map(|_| {
                 let request = String::from_utf8_lossy(requests.next()).into_owned();
@@ -1203,6 +1243,17 @@ mod tests {
             ]
         );
         assert!(String::from_utf8_lossy(requests.next()).contains("Host: 127.0.0.1:80\r\n"));
+        let cookie = parse_header(" Cookie :  a=b; c=d ").unwrap();
+        assert_eq!(cookie, "Cookie: a=b; c=d");
+        let requests = Requests::new(&paths[..1], "127.0.0.1:80".parse().unwrap(), &[cookie]);
+        let request = String::from_utf8_lossy(requests.next()).into_owned();
+        assert!(
+            request.ends_with("User-Agent: bazaar-bench\r\nCookie: a=b; c=d\r\n\r\n"),
+            "{request:?}"
+        );
+        assert!(parse_header("Cookie: a\r\nX: y").is_err());
+        assert!(parse_header("Bad Name: x").is_err());
+        assert!(parse_header("no colon").is_err());
     }
 
     #[test]

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Gateway(args)) => bazaar::bench_gateway::gateway(&args),
         Command::Bench(BenchCommand::Catalog(args)) => bazaar::bench_catalog::catalog(&args),
         Command::Bench(BenchCommand::Checkout(args)) => bazaar::bench_checkout::checkout(&args),
+        Command::Bench(BenchCommand::Storefront(args)) => {
+            bazaar::bench_storefront::storefront(&args)
+        }
         Command::Bench(BenchCommand::GatewayProcess(process)) => {
             bazaar::bench_gateway::process(process)
         }

@@ -370,3 +370,105 @@ async fn forms_need_their_csrf_token_and_the_session_is_cookies() {
 fn uuid_like() -> String {
     format!("00000000-0000-4000-8000-{:012x}", std::process::id())
 }
+
+/// Requests each backend service has answered on its public API
+/// (`/api/...` routes only: health checks, metric scrapes and gRPC probes
+/// do not count), from every instance's own `/metrics`.
+async fn api_requests(fleet: &Fleet) -> BTreeMap<String, u64> {
+    let status = fleet.status().await.expect("the fleet's status");
+    let mut counts = BTreeMap::new();
+    for service in &status.services {
+        if matches!(service.name.as_str(), "gateway" | "storefront") {
+            continue;
+        }
+        let mut total = 0;
+        for instance in &service.instances {
+            let text = fleet
+                .client()
+                .get(format!("{}/metrics", instance.url))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            total += text
+                .lines()
+                .filter(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/api/"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|v| v as u64)
+                .sum::<u64>();
+        }
+        counts.insert(service.name.clone(), total);
+    }
+    counts
+}
+
+/// What one page load cost each backend service: the difference of two
+/// [`api_requests`] readings, services with no calls left out.
+fn calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_page_asks_each_backend_once_and_no_more() {
+    let fleet = Fleet::start_with(&["--no-seed"]).await;
+    let api = Api::new(&fleet);
+    let seller = api.user("seller").await;
+    let lamp = api.product(&seller, "Fan-out lamp", 3900, 10).await;
+    let mug = api.product(&seller, "Fan-out mug", 1200, 10).await;
+    let mut browser = Browser::new(&fleet);
+    browser.get("/register").await;
+    let csrf = browser.csrf();
+    let email = format!("fanout-{}@example.com", unique());
+    let registered = browser
+        .post(
+            "/register",
+            &[
+                ("email", &email),
+                ("name", "Fan Out"),
+                ("password", "password123"),
+                ("role", "customer"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(registered.status, 303, "{}", registered.body);
+    let shopper = browser.user();
+    api.put_in_cart(&shopper, &lamp, 1).await;
+    api.put_in_cart(&shopper, &mug, 2).await;
+    // Warm: the storefront has identity's keys and a connection to each.
+    assert_eq!(browser.get("/cart").await.status, 200);
+
+    let one = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    // Each page's calls, started together (so one round trip per service;
+    // the cart page asks catalog for its lines after the cart answered).
+    // Two pages per service would show as a doubled count here.
+    for (path, expected) in [
+        (
+            format!("/products/{lamp}"),
+            one(&[("catalog", 1), ("inventory", 1), ("notifications", 1)]),
+        ),
+        ("/".to_owned(), one(&[("catalog", 2), ("notifications", 1)])),
+        (
+            "/cart".to_owned(),
+            one(&[("cart", 1), ("catalog", 2), ("notifications", 1)]),
+        ),
+        (
+            "/products?q=lamp".to_owned(),
+            one(&[("catalog", 2), ("notifications", 1)]),
+        ),
+    ] {
+        let before = api_requests(&fleet).await;
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let after = api_requests(&fleet).await;
+        assert_eq!(calls(&before, &after), expected, "{path}");
+    }
+}
