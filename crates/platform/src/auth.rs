@@ -389,6 +389,24 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
     }
 }
 
+/// Declares the OpenAPI security scheme named `bearer` (HTTP bearer, format
+/// `JWT`) that protected operations refer to with `security(("bearer" = []))`.
+/// A service imports it and writes `#[openapi(modifiers(&BearerAuth))]`
+/// (utoipa takes a bare name there, not a path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +507,18 @@ mod tests {
         assert_eq!(bearer(&h), Some("abc"));
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn bearer_auth_declares_the_jwt_bearer_scheme() {
+        use utoipa::Modify as _;
+
+        let mut doc = utoipa::openapi::OpenApi::default();
+        BearerAuth.modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            json["components"]["securitySchemes"]["bearer"],
+            serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+        );
     }
 }

@@ -217,6 +217,66 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The error refusing `value` of `var` for `reason`. Pass `"[redacted]"` as
+/// the value of a secret: it is shown in the message.
+pub fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        var: var.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The variables one reader looks at (those whose names start with its
+/// prefix), read the way every Bazaar setting is: surrounding whitespace is
+/// ignored, and set but empty is unset.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Keeps the variables of `vars` whose names start with `prefix`,
+    /// e.g. `BAZAAR_CART_`.
+    pub fn with_prefix(vars: impl IntoIterator<Item = (String, String)>, prefix: &str) -> Self {
+        Self::with_prefixes(vars, &[prefix])
+    }
+
+    /// Keeps the variables of `vars` whose names start with any of
+    /// `prefixes`.
+    pub fn with_prefixes(
+        vars: impl IntoIterator<Item = (String, String)>,
+        prefixes: &[&str],
+    ) -> Self {
+        let vars = vars
+            .into_iter()
+            .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
+            .collect();
+        Self { vars }
+    }
+
+    /// The value of `name`, trimmed; `None` when unset or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every kept variable with its value as given (not trimmed), in name
+    /// order; for families of variables such as `BAZAAR_UPSTREAM_<SERVICE>`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Shows the names only: values may be secrets.
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.vars.keys()).finish()
+    }
+}
+
 impl Config {
     /// The JetStream stream named by the NATS URL's path (default `BAZAAR`).
     pub fn nats_stream(&self) -> Option<String> {
@@ -240,60 +300,58 @@ impl Config {
         default_port: u16,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_") || k.starts_with("OTEL_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let err = |var: &str, value: &str, reason: &str| ConfigError {
-            var: var.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let env = Env::with_prefixes(vars, &["BAZAAR_", "OTEL_"]);
 
-        let listen = match get("BAZAAR_LISTEN") {
+        let listen = match env.get("BAZAAR_LISTEN") {
             Some(v) => v
                 .parse()
-                .map_err(|_| err("BAZAAR_LISTEN", v, "expected HOST:PORT, e.g. 0.0.0.0:8080"))?,
+                .map_err(|_| refuse("BAZAAR_LISTEN", v, "expected HOST:PORT, e.g. 0.0.0.0:8080"))?,
             None => SocketAddr::from(([127, 0, 0, 1], default_port)),
         };
-        let shared_listen = get("BAZAAR_SHARED_LISTEN")
+        let shared_listen = env
+            .get("BAZAAR_SHARED_LISTEN")
             .map(|v| {
                 v.parse()
-                    .map_err(|_| err("BAZAAR_SHARED_LISTEN", v, "expected HOST:PORT"))
+                    .map_err(|_| refuse("BAZAAR_SHARED_LISTEN", v, "expected HOST:PORT"))
             })
             .transpose()?;
-        let instance = get("BAZAAR_INSTANCE")
+        let instance = env
+            .get("BAZAAR_INSTANCE")
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{service}-0"));
-        let data_dir = get("BAZAAR_DATA_DIR")
+        let data_dir = env
+            .get("BAZAAR_DATA_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("data").join(service));
-        let database = match get("BAZAAR_DATABASE_URL") {
+        let database = match env.get("BAZAAR_DATABASE_URL") {
             None => DatabaseConfig::Sqlite(data_dir.join(format!("{service}.db"))),
             Some(v) => {
                 if let Some(path) = v.strip_prefix("sqlite://") {
                     if path.is_empty() {
-                        return Err(err("BAZAAR_DATABASE_URL", v, "sqlite:// needs a file path"));
+                        return Err(refuse(
+                            "BAZAAR_DATABASE_URL",
+                            v,
+                            "sqlite:// needs a file path",
+                        ));
                     }
                     DatabaseConfig::Sqlite(PathBuf::from(path))
                 } else {
                     let url = Url::parse(v).map_err(|e| {
-                        err(
+                        refuse(
                             "BAZAAR_DATABASE_URL",
                             "[redacted]",
                             &format!("not a URL: {e}"),
                         )
                     })?;
                     if !matches!(url.scheme(), "postgres" | "postgresql") {
-                        return Err(err(
+                        return Err(refuse(
                             "BAZAAR_DATABASE_URL",
                             url.scheme(),
                             "scheme must be postgres:// or sqlite://",
                         ));
                     }
                     if url.path().trim_start_matches('/').is_empty() {
-                        return Err(err(
+                        return Err(refuse(
                             "BAZAAR_DATABASE_URL",
                             "[redacted]",
                             "name the service's database in the path, e.g. postgres://host/bazaar_catalog",
@@ -303,7 +361,7 @@ impl Config {
                 }
             }
         };
-        let event_log = get("BAZAAR_EVENT_LOG").map_or_else(
+        let event_log = env.get("BAZAAR_EVENT_LOG").map_or_else(
             || {
                 data_dir
                     .parent()
@@ -312,7 +370,8 @@ impl Config {
             },
             PathBuf::from,
         );
-        let nats_url = get("BAZAAR_NATS_URL")
+        let nats_url = env
+            .get("BAZAAR_NATS_URL")
             .map(|v| parse_url("BAZAAR_NATS_URL", v, &["nats"]))
             .transpose()?;
         if let Some(url) = &nats_url {
@@ -321,31 +380,36 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return Err(err(
+                return Err(refuse(
                     "BAZAAR_NATS_URL",
                     url.as_str(),
                     "the path names the stream: letters, digits, _ and - only",
                 ));
             }
         }
-        let redis_url = get("BAZAAR_REDIS_URL")
+        let redis_url = env
+            .get("BAZAAR_REDIS_URL")
             .map(|v| parse_url("BAZAAR_REDIS_URL", v, &["redis"]).map(Secret::new))
             .transpose()?;
 
         let mut upstreams = BTreeMap::new();
-        for (key, value) in &env {
+        for (key, value) in env.iter() {
             let Some(name) = key.strip_prefix("BAZAAR_UPSTREAM_") else {
                 continue;
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                return Err(err(key, value, "service name must be upper-case letters"));
+                return Err(refuse(
+                    key,
+                    value,
+                    "service name must be upper-case letters",
+                ));
             }
             let mut urls = Vec::new();
             for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 urls.push(parse_url(key, part, &["http"])?);
             }
             if urls.is_empty() {
-                return Err(err(
+                return Err(refuse(
                     key,
                     value,
                     "expected one or more comma-separated http:// URLs",
@@ -354,43 +418,51 @@ impl Config {
             upstreams.insert(name.to_ascii_lowercase(), urls);
         }
 
-        let environment = match get("BAZAAR_ENV").unwrap_or("development") {
+        let environment = match env.get("BAZAAR_ENV").unwrap_or("development") {
             "development" | "dev" => Environment::Development,
             "production" | "prod" => Environment::Production,
             other => {
-                return Err(err(
+                return Err(refuse(
                     "BAZAAR_ENV",
                     other,
                     "expected development or production",
                 ));
             }
         };
-        let log_filter = get("BAZAAR_LOG").unwrap_or("info").to_owned();
+        let log_filter = env.get("BAZAAR_LOG").unwrap_or("info").to_owned();
         tracing_subscriber::EnvFilter::try_new(&log_filter)
-            .map_err(|e| err("BAZAAR_LOG", &log_filter, &e.to_string()))?;
-        let log_format = match get("BAZAAR_LOG_FORMAT").unwrap_or("auto") {
+            .map_err(|e| refuse("BAZAAR_LOG", &log_filter, &e.to_string()))?;
+        let log_format = match env.get("BAZAAR_LOG_FORMAT").unwrap_or("auto") {
             "auto" => LogFormat::Auto,
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
             other => {
-                return Err(err(
+                return Err(refuse(
                     "BAZAAR_LOG_FORMAT",
                     other,
                     "expected auto, json or pretty",
                 ));
             }
         };
-        let shutdown_timeout = match get("BAZAAR_SHUTDOWN_TIMEOUT") {
+        let shutdown_timeout = match env.get("BAZAAR_SHUTDOWN_TIMEOUT") {
             None => Duration::from_secs(10),
-            Some(v) => parse_duration(v)
-                .ok_or_else(|| err("BAZAAR_SHUTDOWN_TIMEOUT", v, "expected e.g. 10s or 500ms"))?,
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                refuse("BAZAAR_SHUTDOWN_TIMEOUT", v, "expected e.g. 10s or 500ms")
+            })?,
         };
-        let exit_on_stdin_close = match get("BAZAAR_EXIT_ON_STDIN_CLOSE").unwrap_or("0") {
+        let exit_on_stdin_close = match env.get("BAZAAR_EXIT_ON_STDIN_CLOSE").unwrap_or("0") {
             "0" | "false" => false,
             "1" | "true" => true,
-            other => return Err(err("BAZAAR_EXIT_ON_STDIN_CLOSE", other, "expected 0 or 1")),
+            other => {
+                return Err(refuse(
+                    "BAZAAR_EXIT_ON_STDIN_CLOSE",
+                    other,
+                    "expected 0 or 1",
+                ));
+            }
         };
-        let otlp_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        let otlp_endpoint = env
+            .get("OTEL_EXPORTER_OTLP_ENDPOINT")
             .map(|v| {
                 parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", v, &["http", "https"])
                     .map(|_| v.to_owned())
@@ -443,24 +515,16 @@ impl Config {
 }
 
 fn parse_url(var: &str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: format!("not a URL: {e}"),
-    })?;
+    let url = Url::parse(value).map_err(|e| refuse(var, value, &format!("not a URL: {e}")))?;
     if !schemes.contains(&url.scheme()) {
-        return Err(ConfigError {
-            var: var.to_owned(),
-            value: value.to_owned(),
-            reason: format!("scheme must be one of {}", schemes.join(", ")),
-        });
+        return Err(refuse(
+            var,
+            value,
+            &format!("scheme must be one of {}", schemes.join(", ")),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError {
-            var: var.to_owned(),
-            value: value.to_owned(),
-            reason: "the URL needs a host".to_owned(),
-        });
+        return Err(refuse(var, value, "the URL needs a host"));
     }
     Ok(url)
 }
@@ -559,6 +623,66 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn env_keeps_its_prefix_and_treats_blank_as_unset() {
+        let env = Env::with_prefix(
+            vars(&[
+                ("BAZAAR_CART_A", "  x "),
+                ("BAZAAR_CART_B", "   "),
+                ("BAZAAR_CART_C", ""),
+                ("BAZAAR_CATALOG_A", "y"),
+                ("HOME", "/root"),
+            ]),
+            "BAZAAR_CART_",
+        );
+        assert_eq!(env.get("BAZAAR_CART_A"), Some("x"));
+        assert_eq!(env.get("BAZAAR_CART_B"), None);
+        assert_eq!(env.get("BAZAAR_CART_C"), None);
+        assert_eq!(env.get("BAZAAR_CART_D"), None);
+        assert_eq!(env.get("BAZAAR_CATALOG_A"), None);
+        assert_eq!(env.get("HOME"), None);
+        let raw: Vec<_> = env.iter().collect();
+        assert_eq!(
+            raw,
+            [
+                ("BAZAAR_CART_A", "  x "),
+                ("BAZAAR_CART_B", "   "),
+                ("BAZAAR_CART_C", "")
+            ]
+        );
+    }
+
+    #[test]
+    fn env_with_prefixes_keeps_each() {
+        let env = Env::with_prefixes(
+            vars(&[("BAZAAR_X", "1"), ("OTEL_Y", "2"), ("OTHER", "3")]),
+            &["BAZAAR_", "OTEL_"],
+        );
+        assert_eq!(env.get("BAZAAR_X"), Some("1"));
+        assert_eq!(env.get("OTEL_Y"), Some("2"));
+        assert_eq!(env.get("OTHER"), None);
+    }
+
+    #[test]
+    fn env_debug_shows_names_not_values() {
+        let env = Env::with_prefix(vars(&[("BAZAAR_PASSWORD", "hunter2")]), "BAZAAR_");
+        let shown = format!("{env:?}");
+        assert!(shown.contains("BAZAAR_PASSWORD"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn refuse_names_the_variable_value_and_reason() {
+        let e = refuse("BAZAAR_X", "soon", "expected e.g. 10s");
+        assert_eq!(e.var, "BAZAAR_X");
+        assert_eq!(e.value, "soon");
+        assert_eq!(e.reason, "expected e.g. 10s");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: BAZAAR_X=\"soon\": expected e.g. 10s"
+        );
     }
 
     #[test]

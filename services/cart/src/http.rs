@@ -6,14 +6,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use bazaar_platform::auth::{self, Verifier};
+use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::problem::FieldError;
 // The platform's problem types, under the names the OpenAPI attributes use.
 use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::carts::Carts;
@@ -50,18 +49,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "cart", description = "The customer's cart."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the protected operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types ----
 

@@ -1,8 +1,6 @@
 //! Cart's own variables, read once at start.
 
-use std::collections::BTreeMap;
-
-use bazaar_platform::config::{ConfigError, Var};
+use bazaar_platform::config::{ConfigError, Env, Var, refuse};
 
 /// Prefix of the cart keys in Redis.
 pub const REDIS_PREFIX: &str = "BAZAAR_CART_REDIS_PREFIX";
@@ -50,20 +48,16 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_CART_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = Env::with_prefix(vars, "BAZAAR_CART_");
         let mut settings = Self::default();
-        if let Some(value) = get(REDIS_PREFIX) {
+        if let Some(value) = env.get(REDIS_PREFIX) {
             // Keys stay easy to type and to match in redis-cli.
             if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(ConfigError {
-                    var: REDIS_PREFIX.to_owned(),
-                    value: value.to_owned(),
-                    reason: "a key prefix has no spaces or control characters".to_owned(),
-                });
+                return Err(refuse(
+                    REDIS_PREFIX,
+                    value,
+                    "a key prefix has no spaces or control characters",
+                ));
             }
             value.clone_into(&mut settings.redis_prefix);
         }

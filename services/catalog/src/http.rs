@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_events::catalog::{ProductCreated, ProductDeleted, ProductUpdated};
-use bazaar_platform::auth::{self, Verifier};
+use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::db::{Db, DbKind};
 use bazaar_platform::events::Events;
 use bazaar_platform::problem::FieldError;
@@ -18,8 +18,7 @@ use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::cache::Cache;
@@ -67,18 +66,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "catalog", description = "What is on sale, and who sells it."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the protected operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types ----
 

@@ -3,10 +3,9 @@
 //! start from `BAZAAR_GATEWAY_*` variables; [`VARS`] documents each, and a
 //! bad value stops the process with one line naming the variable.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use bazaar_platform::config::{ConfigError, Var};
+use bazaar_platform::config::{ConfigError, Env, Var, refuse};
 
 /// Every variable the gateway reads on top of `bazaar_platform::config::VARS`.
 pub const VARS: &[Var] = &[
@@ -81,36 +80,26 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_GATEWAY_"))
-            .collect();
-        // As in the platform's config: set but empty is unset.
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let err = |var: &str, value: &str, reason: &str| ConfigError {
-            var: var.to_owned(),
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let env = Env::with_prefix(vars, "BAZAAR_GATEWAY_");
 
-        let per_second = match get("BAZAAR_GATEWAY_RATE_LIMIT") {
+        let per_second = match env.get("BAZAAR_GATEWAY_RATE_LIMIT") {
             None => 50.0,
             Some(v) => v
                 .parse::<f64>()
                 .ok()
                 .filter(|n| n.is_finite() && *n >= 0.0)
                 .ok_or_else(|| {
-                    err(
+                    refuse(
                         "BAZAAR_GATEWAY_RATE_LIMIT",
                         v,
                         "expected requests per second, e.g. 50 or 0.5 (0: off)",
                     )
                 })?,
         };
-        let burst = match get("BAZAAR_GATEWAY_RATE_BURST") {
+        let burst = match env.get("BAZAAR_GATEWAY_RATE_BURST") {
             None => 100,
             Some(v) => v.parse::<u32>().map_err(|_| {
-                err(
+                refuse(
                     "BAZAAR_GATEWAY_RATE_BURST",
                     v,
                     "expected a whole number of requests, e.g. 100 (0: off)",
@@ -119,11 +108,12 @@ impl Settings {
         };
         let rate_limit = (per_second > 0.0 && burst > 0).then_some(RateLimit { per_second, burst });
 
-        let redis_prefix = get("BAZAAR_GATEWAY_RATE_PREFIX")
+        let redis_prefix = env
+            .get("BAZAAR_GATEWAY_RATE_PREFIX")
             .unwrap_or("bazaar:ratelimit")
             .to_owned();
 
-        let cors_origins = match get("BAZAAR_GATEWAY_CORS_ORIGINS") {
+        let cors_origins = match env.get("BAZAAR_GATEWAY_CORS_ORIGINS") {
             Some("none") => Vec::new(),
             value => {
                 let value = value.unwrap_or("http://127.0.0.1:8080,http://localhost:8080");
@@ -133,7 +123,7 @@ impl Settings {
                     .filter(|o| !o.is_empty())
                     .map(|o| {
                         origin(o).ok_or_else(|| {
-                            err(
+                            refuse(
                                 "BAZAAR_GATEWAY_CORS_ORIGINS",
                                 o,
                                 "expected scheme://host[:port] with no path, e.g. https://shop.example",
@@ -144,7 +134,7 @@ impl Settings {
             }
         };
 
-        let trusted_proxies = match get("BAZAAR_GATEWAY_TRUSTED_PROXIES") {
+        let trusted_proxies = match env.get("BAZAAR_GATEWAY_TRUSTED_PROXIES") {
             None => Vec::new(),
             Some(value) => value
                 .split(',')
@@ -152,7 +142,7 @@ impl Settings {
                 .filter(|p| !p.is_empty())
                 .map(|p| {
                     IpNet::parse(p).ok_or_else(|| {
-                        err(
+                        refuse(
                             "BAZAAR_GATEWAY_TRUSTED_PROXIES",
                             p,
                             "expected an IP address or a CIDR range, e.g. 10.0.0.0/8",

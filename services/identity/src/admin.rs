@@ -9,13 +9,11 @@
 //! loser only logs. Without a password no admin is created. `admin` is still
 //! never a role one can register with.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bazaar_events::identity::UserRegistered;
-use bazaar_platform::config::{ConfigError, Var};
+use bazaar_platform::config::{ConfigError, Env, Var, refuse};
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
 use uuid::Uuid;
@@ -88,17 +86,13 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_IDENTITY_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let email = match get(ADMIN_EMAIL) {
+        let env = Env::with_prefix(vars, "BAZAAR_IDENTITY_");
+        let email = match env.get(ADMIN_EMAIL) {
             None => Email::parse(DEFAULT_ADMIN_EMAIL)
                 .map_err(|e| refuse(ADMIN_EMAIL, DEFAULT_ADMIN_EMAIL, e.message()))?,
             Some(raw) => Email::parse(raw).map_err(|e| refuse(ADMIN_EMAIL, raw, e.message()))?,
         };
-        let (var, raw) = match (get(ADMIN_PASSWORD), get(ADMIN_PASSWORD_FILE)) {
+        let (var, raw) = match (env.get(ADMIN_PASSWORD), env.get(ADMIN_PASSWORD_FILE)) {
             (Some(_), Some(_)) => {
                 return Err(refuse(
                     ADMIN_PASSWORD_FILE,
@@ -129,14 +123,6 @@ impl Settings {
         Ok(Self {
             admin: Some(Admin { email, password }),
         })
-    }
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
     }
 }
 

@@ -14,15 +14,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use bazaar_events::identity::{SellerFollowed, SellerUnfollowed, UserRegistered};
-use bazaar_platform::auth::{self, Jwks, TokenSigner, Verifier};
+use bazaar_platform::auth::{self, BearerAuth, Jwks, TokenSigner, Verifier};
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
 use bazaar_platform::problem::FieldError;
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Email, Name, Password, Role};
@@ -78,18 +77,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "identity", description = "Who is who, and who follows which seller."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the protected operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types ----
 

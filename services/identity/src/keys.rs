@@ -6,7 +6,6 @@
 //! reused after, so tokens survive restarts. Production refuses to start
 //! without an explicit key, and refuses one equal to that generated file.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -15,7 +14,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bazaar_platform::auth::TokenSigner;
-use bazaar_platform::config::{Config, ConfigError, Environment, Secret, Var};
+use bazaar_platform::config::{Config, ConfigError, Env, Environment, Secret, Var, refuse};
 
 /// The signing key itself.
 pub const SIGNING_KEY: &str = "BAZAAR_IDENTITY_SIGNING_KEY";
@@ -66,12 +65,8 @@ impl KeySource {
     pub(crate) fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_IDENTITY_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        match (get(SIGNING_KEY), get(SIGNING_KEY_FILE)) {
+        let env = Env::with_prefix(vars, "BAZAAR_IDENTITY_");
+        match (env.get(SIGNING_KEY), env.get(SIGNING_KEY_FILE)) {
             (Some(_), Some(_)) => Err(refuse(
                 SIGNING_KEY_FILE,
                 "[redacted]",
@@ -132,14 +127,6 @@ impl KeySource {
             .into());
         }
         Ok(TokenSigner::from_seed(seed))
-    }
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
     }
 }
 

@@ -1,9 +1,8 @@
 //! Inventory's own variables, read once at start.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Var, parse_duration};
+use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
 
 /// How long a reservation holds stock before it expires.
 pub const RESERVATION_TTL: &str = "BAZAAR_INVENTORY_RESERVATION_TTL";
@@ -59,13 +58,9 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_INVENTORY_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = Env::with_prefix(vars, "BAZAAR_INVENTORY_");
         let mut settings = Self::default();
-        if let Some(value) = get(RESERVATION_TTL) {
+        if let Some(value) = env.get(RESERVATION_TTL) {
             settings.reservation_ttl =
                 parse_duration(value)
                     .filter(|d| !d.is_zero())
@@ -77,7 +72,7 @@ impl Settings {
                         )
                     })?;
         }
-        if let Some(value) = get(LOW_STOCK) {
+        if let Some(value) = env.get(LOW_STOCK) {
             settings.low_stock =
                 value
                     .parse::<i64>()
@@ -88,14 +83,6 @@ impl Settings {
                     })?;
         }
         Ok(settings)
-    }
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
     }
 }
 

@@ -40,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bazaar_platform::Json;
-use bazaar_platform::auth::{self, AuthError, Claims, Verifier};
+use bazaar_platform::auth::{self, AuthError, BearerAuth, Claims, Verifier};
 use bazaar_platform::db::Db;
 use bazaar_platform::problem::{FieldError, Problem};
 use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
@@ -49,8 +49,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast::error::RecvError;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::Page;
@@ -96,18 +95,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "notifications", description = "What happened that concerns the signed-in user."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the protected operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types ----
 

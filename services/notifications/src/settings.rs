@@ -1,9 +1,8 @@
 //! Notifications' own variables, read once at start.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Secret, Var, parse_duration};
+use bazaar_platform::config::{ConfigError, Env, Secret, Var, parse_duration, refuse};
 
 /// Where e-mail is sent; unset: `.eml` files under the data dir.
 pub const SMTP_URL: &str = "BAZAAR_NOTIFICATIONS_SMTP_URL";
@@ -88,14 +87,10 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_NOTIFICATIONS_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = Env::with_prefix(vars, "BAZAAR_NOTIFICATIONS_");
         let mut settings = Self::default();
 
-        let smtp = match (get(SMTP_URL), get(SMTP_URL_FILE)) {
+        let smtp = match (env.get(SMTP_URL), env.get(SMTP_URL_FILE)) {
             (Some(url), _) => Some((SMTP_URL, url.to_owned())),
             (None, Some(path)) => {
                 let url = std::fs::read_to_string(path)
@@ -108,7 +103,7 @@ impl Settings {
             check_smtp_url(&url).map_err(|reason| refuse(var, "[redacted]", reason))?;
             settings.smtp_url = Some(Secret::new(url));
         }
-        if let Some(value) = get(MAIL_FROM) {
+        if let Some(value) = env.get(MAIL_FROM) {
             value.parse::<lettre::message::Mailbox>().map_err(|_| {
                 refuse(
                     MAIL_FROM,
@@ -118,14 +113,14 @@ impl Settings {
             })?;
             value.clone_into(&mut settings.mail_from);
         }
-        if let Some(value) = get(PUBLIC_URL) {
+        if let Some(value) = env.get(PUBLIC_URL) {
             let url = url::Url::parse(value)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                 .ok_or_else(|| refuse(PUBLIC_URL, value, "not an http(s) URL"))?;
             settings.public_url = url.as_str().trim_end_matches('/').to_owned();
         }
-        if let Some(value) = get(KEEP_ALIVE) {
+        if let Some(value) = env.get(KEEP_ALIVE) {
             settings.keep_alive = parse_duration(value)
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| refuse(KEEP_ALIVE, value, "not a positive duration like 15s"))?;
@@ -152,14 +147,6 @@ fn query_tls(url: &url::Url) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned())
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
 }
 
 #[cfg(test)]

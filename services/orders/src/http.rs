@@ -11,12 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use bazaar_platform::auth::{self, Verifier};
+use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::problem::{FieldError, FieldError as FieldErrorBody, Problem as ProblemBody};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -67,18 +66,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "orders", description = "A customer's orders; every user's for an admin."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types: requests ----
 

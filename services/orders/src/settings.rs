@@ -1,9 +1,8 @@
 //! Orders' own variables, read once at start.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Var, parse_duration};
+use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
 
 /// How long a saga may take before an order not yet past the pivot is
 /// cancelled `timed_out`.
@@ -121,13 +120,9 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_ORDERS_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = Env::with_prefix(vars, "BAZAAR_ORDERS_");
         let duration = |name: &str, current: Duration| -> Result<Duration, ConfigError> {
-            match get(name) {
+            match env.get(name) {
                 None => Ok(current),
                 Some(value) => parse_duration(value)
                     .filter(|d| !d.is_zero())
@@ -137,7 +132,7 @@ impl Settings {
             }
         };
         let count = |name: &str, current: u64| -> Result<u64, ConfigError> {
-            match get(name) {
+            match env.get(name) {
                 None => Ok(current),
                 Some(value) => value
                     .parse::<u64>()
@@ -166,7 +161,7 @@ impl Settings {
             call_timeout: duration(CALL_TIMEOUT, defaults.call_timeout)?,
         };
         if settings.retry_backoff_max < settings.retry_backoff {
-            let value = get(RETRY_BACKOFF_MAX).unwrap_or("5s");
+            let value = env.get(RETRY_BACKOFF_MAX).unwrap_or("5s");
             return Err(refuse(
                 RETRY_BACKOFF_MAX,
                 value,
@@ -174,14 +169,6 @@ impl Settings {
             ));
         }
         Ok(settings)
-    }
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
     }
 }
 

@@ -7,11 +7,10 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_platform::Json;
-use bazaar_platform::auth::{self, Verifier};
+use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -43,18 +42,6 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     tags((name = "payments", description = "Payments of orders."))
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` scheme the protected operations name.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(http));
-    }
-}
 
 // ---- wire types ----
 

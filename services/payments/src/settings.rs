@@ -1,10 +1,9 @@
 //! Payments' own variables, read once at start: the simulated processor's
 //! knobs, so benchmarks and fault runs can make it slow or flaky.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Var, parse_duration};
+use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
 
 /// How long each call to the simulated processor takes.
 pub const PROCESSOR_LATENCY: &str = "BAZAAR_PAYMENTS_PROCESSOR_LATENCY";
@@ -52,13 +51,9 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_PAYMENTS_"))
-            .collect();
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = Env::with_prefix(vars, "BAZAAR_PAYMENTS_");
         let mut settings = Self::default();
-        if let Some(value) = get(PROCESSOR_LATENCY) {
+        if let Some(value) = env.get(PROCESSOR_LATENCY) {
             settings.processor_latency = parse_duration(value).ok_or_else(|| {
                 refuse(
                     PROCESSOR_LATENCY,
@@ -67,7 +62,7 @@ impl Settings {
                 )
             })?;
         }
-        if let Some(value) = get(PROCESSOR_FAILURE_RATE) {
+        if let Some(value) = env.get(PROCESSOR_FAILURE_RATE) {
             settings.processor_failure_rate = parse_rate(value).ok_or_else(|| {
                 refuse(
                     PROCESSOR_FAILURE_RATE,
@@ -86,14 +81,6 @@ fn parse_rate(value: &str) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|r| (0.0..=1.0).contains(r))
-}
-
-fn refuse(var: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
 }
 
 #[cfg(test)]

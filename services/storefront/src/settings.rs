@@ -1,8 +1,6 @@
 //! The storefront's own variables, read once at start.
 
-use std::collections::BTreeMap;
-
-use bazaar_platform::config::{ConfigError, Environment, Var};
+use bazaar_platform::config::{ConfigError, Env, Environment, Var, refuse};
 
 /// Whether session cookies are marked `Secure` (sent over HTTPS only).
 pub const SECURE_COOKIES: &str = "BAZAAR_STOREFRONT_SECURE_COOKIES";
@@ -39,20 +37,13 @@ impl Settings {
         environment: Environment,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BAZAAR_STOREFRONT_"))
-            .collect();
-        let secure_cookies = match env.get(SECURE_COOKIES).map(|v| v.trim()) {
-            None | Some("") => environment == Environment::Production,
+        let env = Env::with_prefix(vars, "BAZAAR_STOREFRONT_");
+        let secure_cookies = match env.get(SECURE_COOKIES) {
+            None => environment == Environment::Production,
             Some("true" | "1" | "yes") => true,
             Some("false" | "0" | "no") => false,
             Some(other) => {
-                return Err(ConfigError {
-                    var: SECURE_COOKIES.to_owned(),
-                    value: other.to_owned(),
-                    reason: "expected true or false".to_owned(),
-                });
+                return Err(refuse(SECURE_COOKIES, other, "expected true or false"));
             }
         };
         Ok(Self { secure_cookies })
