@@ -99,8 +99,8 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "BAZAAR_RESTARTS",
-        default: "0",
-        help: "How many times the supervisor restarted this instance before (the launcher sets it); answered by bazaar.platform.v1.Instance/Describe.",
+        default: "unset (restarts not counted)",
+        help: "How many times the supervisor restarted this instance before (the launcher sets it); answered by bazaar.platform.v1.Instance/Describe and shown in /api/v1/status and the ops console.",
     },
     Var {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",

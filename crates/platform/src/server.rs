@@ -550,9 +550,10 @@ async fn catch_panic(req: Request, next: Next) -> Response {
 /// (`bazaar up`) says; documented in [`crate::config::VARS`].
 const RESTARTS: &str = "BAZAAR_RESTARTS";
 
-/// The value of [`RESTARTS`]: absent or not a count is 0.
-fn restarts(value: Option<&str>) -> u32 {
-    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+/// The value of [`RESTARTS`]: `None` when absent or not a count (nobody
+/// counts this process's restarts).
+fn restarts(value: Option<&str>) -> Option<u32> {
+    value.and_then(|v| v.trim().parse().ok())
 }
 
 /// `bazaar.platform.v1.Instance`, served by every process.
@@ -561,7 +562,7 @@ struct InstanceInfo {
     instance: String,
     started: Instant,
     /// [`RESTARTS`], read once at start.
-    restarts: u32,
+    restarts: Option<u32>,
 }
 
 #[tonic::async_trait]
@@ -587,12 +588,12 @@ mod tests {
     use pb::instance_server::Instance as _;
 
     #[test]
-    fn restarts_are_a_count_or_zero() {
-        assert_eq!(restarts(None), 0);
-        assert_eq!(restarts(Some("3")), 3);
-        assert_eq!(restarts(Some(" 12\n")), 12);
+    fn restarts_are_a_count_or_unknown() {
+        assert_eq!(restarts(None), None);
+        assert_eq!(restarts(Some("3")), Some(3));
+        assert_eq!(restarts(Some(" 12\n")), Some(12));
         for bad in ["", "-1", "two", "4294967296", "1.5"] {
-            assert_eq!(restarts(Some(bad)), 0, "{bad:?}");
+            assert_eq!(restarts(Some(bad)), None, "{bad:?}");
         }
     }
 
@@ -602,7 +603,7 @@ mod tests {
             service: "notes".into(),
             instance: "notes-1".into(),
             started: Instant::now(),
-            restarts: 2,
+            restarts: Some(2),
         };
         let answer = info
             .describe(tonic::Request::new(pb::DescribeRequest {}))
@@ -610,7 +611,7 @@ mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(answer.instance, "notes-1");
-        assert_eq!(answer.restarts, 2);
+        assert_eq!(answer.restarts, Some(2));
         assert_eq!(answer.pid, std::process::id());
     }
 }

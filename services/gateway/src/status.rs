@@ -135,6 +135,6 @@ async fn probe(state: &State, url: Url) -> InstanceStatus {
         instance: info.as_ref().map(|i| i.instance.clone()),
         pid: info.as_ref().map(|i| i.pid),
         uptime_seconds: info.as_ref().map(|i| i.uptime_seconds),
-        restarts: info.map(|i| i.restarts),
+        restarts: info.and_then(|i| i.restarts),
     }
 }

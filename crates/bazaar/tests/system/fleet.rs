@@ -83,6 +83,7 @@ async fn an_instance_killed_with_sigkill_comes_back_on_the_same_url() {
         .expect("an instance");
     let name = victim.instance.clone().expect("instance name in status");
     let old_pid = victim.pid.expect("pid in status");
+    assert_eq!(victim.restarts, Some(0), "{name} before the kill");
     kill(Pid::from_raw(old_pid as i32), Signal::SIGKILL).expect("SIGKILL the instance");
 
     let after = fleet
@@ -93,6 +94,7 @@ async fn an_instance_killed_with_sigkill_comes_back_on_the_same_url() {
         .await;
     let again = after.instance(&name).expect("victim in status");
     assert_eq!(again.url, victim.url, "{service} came back elsewhere");
+    assert_eq!(again.restarts, Some(1), "the status counts the restart");
     let new_pid = again.pid.expect("pid");
     assert!(
         fleet.children().iter().any(|c| c.pid == new_pid),

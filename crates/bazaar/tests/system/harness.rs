@@ -63,6 +63,9 @@ pub struct InstanceStatus {
     /// Its pid, when it answered.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// How often the launcher restarted it, when it answered.
+    #[serde(default)]
+    pub restarts: Option<u32>,
 }
 
 impl Status {
