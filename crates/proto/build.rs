@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: cargo
+    // may reuse one compiled build script for checkouts at other paths.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest_dir).join("../../proto");
     let mut files = Vec::new();
     collect(&root, &mut files)?;
     files.sort();

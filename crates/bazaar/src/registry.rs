@@ -37,6 +37,10 @@ pub struct ServiceDef {
     pub calls: Calls,
     /// The service's own environment variables, beyond the platform's.
     pub vars: &'static [bazaar_platform::config::Var],
+    /// Fixed process environment it runs with wherever it runs (the
+    /// launcher's children, Compose and Kubernetes alike): tuning of the
+    /// runtime underneath, not settings of the service.
+    pub process_env: &'static [(&'static str, &'static str)],
     /// Runs it to completion.
     pub run: RunFn,
 }
@@ -51,6 +55,7 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 8080,
         calls: Calls::Every,
         vars: bazaar_gateway::VARS,
+        process_env: &[],
         run: run::<bazaar_gateway::Gateway>,
     },
     ServiceDef {
@@ -58,6 +63,11 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 7101,
         calls: Calls::These(&[]),
         vars: bazaar_identity::VARS,
+        // Every argon2id hash takes a 19 MiB block. With glibc's dynamic
+        // mmap threshold, the first one freed raises the threshold, and
+        // every later block comes from the heap and stays resident (about
+        // 20 MB for good); a fixed threshold returns each block on free.
+        process_env: &[("MALLOC_MMAP_THRESHOLD_", "131072")],
         run: run::<bazaar_identity::Identity>,
     },
     ServiceDef {
@@ -66,6 +76,7 @@ pub static SERVICES: &[ServiceDef] = &[
         // Identity's JWKS verifies sellers' tokens.
         calls: Calls::These(&["identity"]),
         vars: bazaar_catalog::VARS,
+        process_env: &[],
         run: run::<bazaar_catalog::Catalog>,
     },
     ServiceDef {
@@ -73,6 +84,7 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 7103,
         calls: Calls::These(&["identity"]),
         vars: bazaar_inventory::VARS,
+        process_env: &[],
         run: run::<bazaar_inventory::Inventory>,
     },
     ServiceDef {
@@ -80,6 +92,7 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 7104,
         calls: Calls::These(&["identity"]),
         vars: bazaar_cart::VARS,
+        process_env: &[],
         run: run::<bazaar_cart::Cart>,
     },
     ServiceDef {
@@ -89,6 +102,7 @@ pub static SERVICES: &[ServiceDef] = &[
         // money from payments, the cart from cart.
         calls: Calls::These(&["identity", "catalog", "inventory", "payments", "cart"]),
         vars: bazaar_orders::VARS,
+        process_env: &[],
         run: run::<bazaar_orders::Orders>,
     },
     ServiceDef {
@@ -96,6 +110,7 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 7106,
         calls: Calls::These(&["identity"]),
         vars: bazaar_payments::VARS,
+        process_env: &[],
         run: run::<bazaar_payments::Payments>,
     },
     ServiceDef {
@@ -103,6 +118,7 @@ pub static SERVICES: &[ServiceDef] = &[
         default_port: 7107,
         calls: Calls::These(&["identity"]),
         vars: bazaar_notifications::VARS,
+        process_env: &[],
         run: run::<bazaar_notifications::Notifications>,
     },
     ServiceDef {
@@ -112,6 +128,7 @@ pub static SERVICES: &[ServiceDef] = &[
         // public APIs, and the ops console reads every instance's metrics.
         calls: Calls::Every,
         vars: bazaar_storefront::VARS,
+        process_env: &[],
         run: run::<bazaar_storefront::Storefront>,
     },
 ];

@@ -123,6 +123,12 @@ pub fn environment(service: &ServiceDef, instance: &str) -> Vec<(String, String)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
     );
+    env.extend(
+        service
+            .process_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     env.push((
         "BAZAAR_NATS_URL".to_owned(),
         format!("nats://nats:{}", ports::NATS),

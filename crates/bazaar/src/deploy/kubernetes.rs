@@ -235,6 +235,12 @@ pub fn config(service: &ServiceDef) -> Vec<(String, String)> {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
     );
+    data.extend(
+        service
+            .process_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     data.push((
         "BAZAAR_NATS_URL".to_owned(),
         format!("nats://{}:{}", hosts::NATS, ports::NATS),

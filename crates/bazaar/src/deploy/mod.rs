@@ -306,6 +306,8 @@ mod tests {
             .collect();
         names.extend(service.callees().iter().map(|c| c.upstream_var()));
         names.extend(service.vars.iter().map(|v| v.name.to_owned()));
+        // Read by the runtime underneath (the C library), not the service.
+        names.extend(service.process_env.iter().map(|(k, _)| (*k).to_owned()));
         names
     }
 

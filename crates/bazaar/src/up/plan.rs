@@ -155,6 +155,12 @@ impl Plan {
                 if let Some(redis) = &options.redis {
                     env.push(("BAZAAR_REDIS_URL".to_owned(), redis.0.to_string()));
                 }
+                env.extend(
+                    service
+                        .process_env
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                );
                 if let Some(file) = &options.admin_password_file
                     && service.name == <bazaar_identity::Identity as Service>::NAME
                 {
@@ -290,6 +296,22 @@ mod tests {
         assert!(!launcher_owned("BAZAAR_IDENTITY_ADMIN_EMAIL"));
         assert!(!launcher_owned("BAZAAR_LOG"));
         assert!(!launcher_owned("BAZAAR_ENV"));
+    }
+
+    #[test]
+    fn every_instance_gets_its_services_process_env() {
+        let plan = Plan::new(SERVICES, &options(), ports()).unwrap();
+        for i in &plan.instances {
+            for (name, value) in i.service.process_env {
+                assert_eq!(env(i, name), Some(*value), "{}: {name}", i.name);
+            }
+        }
+        let identity = plan
+            .instances
+            .iter()
+            .find(|i| i.service.name == "identity")
+            .expect("identity planned");
+        assert_eq!(env(identity, "MALLOC_MMAP_THRESHOLD_"), Some("131072"));
     }
 
     #[test]
