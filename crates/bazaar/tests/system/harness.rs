@@ -307,12 +307,27 @@ impl Drop for Fleet {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a fleet's public port.
+///
+/// Taken below the kernel's ephemeral range (Linux: 32768 and up), where
+/// every fleet's launcher finds its services' ports by binding port 0: a
+/// port handed out there and released until `bazaar up` binds it could be
+/// taken by another test's fleet in the meantime. Each test process walks
+/// its own stretch of the range, so parallel runs rarely meet, and a port
+/// somebody holds is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    for _ in 0..COUNT {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("a port number");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT);
 }
 
 /// Polls `check` every 100 ms until it returns something or `limit` passes.
