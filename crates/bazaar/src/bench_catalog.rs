@@ -549,20 +549,7 @@ pub struct Seeded {
 
 /// Runs the benchmark and prints its report.
 pub fn catalog(args: &CatalogBenchArgs) -> ExitCode {
-    match run(args) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report_json(&report));
-            } else {
-                print!("{}", report_table(&report));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::load::finish(run(args), args.json, report_json, report_table)
 }
 
 fn run(args: &CatalogBenchArgs) -> anyhow::Result<Report> {

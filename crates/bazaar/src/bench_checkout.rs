@@ -916,20 +916,7 @@ pub fn checkout(args: &CheckoutBenchArgs) -> ExitCode {
             eprintln!("{line}");
         }
     };
-    match run(args, &say) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report_json(&report));
-            } else {
-                print!("{}", report_table(&report));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::load::finish(run(args, &say), args.json, report_json, report_table)
 }
 
 fn run(args: &CheckoutBenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<Report> {

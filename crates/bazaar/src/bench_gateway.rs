@@ -166,20 +166,12 @@ pub fn gateway(args: &GatewayBenchArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    match run(args, nginx.as_deref()) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report_json(&report));
-            } else {
-                print!("{}", report_table(&report));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::load::finish(
+        run(args, nginx.as_deref()),
+        args.json,
+        report_json,
+        report_table,
+    )
 }
 
 fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> {

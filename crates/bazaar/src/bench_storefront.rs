@@ -544,20 +544,7 @@ pub fn report_json(r: &Report) -> Value {
 
 /// Runs the benchmark and prints its report.
 pub fn storefront(args: &StorefrontBenchArgs) -> ExitCode {
-    match run(args) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report_json(&report));
-            } else {
-                print!("{}", report_table(&report));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::load::finish(run(args), args.json, report_json, report_table)
 }
 
 fn run(args: &StorefrontBenchArgs) -> anyhow::Result<Report> {

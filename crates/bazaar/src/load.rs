@@ -136,6 +136,30 @@ impl LoadResult {
     }
 }
 
+/// Ends a bench command: its report as JSON (`--json`) or as tables on
+/// standard output, or its error on standard error.
+pub fn finish<R>(
+    result: anyhow::Result<R>,
+    json: bool,
+    to_json: fn(&R) -> Value,
+    to_table: fn(&R) -> String,
+) -> std::process::ExitCode {
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", to_json(&report));
+            } else {
+                print!("{}", to_table(&report));
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 pub fn load_average() -> Option<f64> {
     fs::read_to_string("/proc/loadavg")

@@ -282,24 +282,23 @@ pub(crate) async fn by_key(db: &Db, user: Uuid, key: &str) -> Result<Option<Orde
 
 /// Order `id` if `user` placed it.
 pub(crate) async fn of_user(db: &Db, id: Uuid, user: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2");
-    let row = sqlx::query(&sql)
-        .bind(id.to_string())
-        .bind(user.to_string())
-        .fetch_optional(db.pool())
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut orders = [order_row(&row)?];
-    details(db.pool(), &mut orders).await?;
-    let [order] = orders;
-    Ok(Some(order))
+    one(db, id, Some(user)).await
 }
 
 /// Order `id`, whoever placed it (for admins).
 pub(crate) async fn by_id(db: &Db, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    one(db, id, None).await
+}
+
+/// Order `id` with its details, if it exists (and `user` placed it, when
+/// given).
+async fn one(db: &Db, id: Uuid, user: Option<Uuid>) -> Result<Option<Order>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+    );
     let row = sqlx::query(&sql)
         .bind(id.to_string())
+        .bind(user.map(|u| u.to_string()))
         .fetch_optional(db.pool())
         .await?;
     let Some(row) = row else { return Ok(None) };
