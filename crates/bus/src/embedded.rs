@@ -78,8 +78,14 @@ impl EmbeddedLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
+        // One connection: the file takes one writer at a time, and this
+        // process's claims, publishes and acks queue here for it rather than
+        // in SQLite's busy handler, which sleeps 1, 2, 5, 10 … ms between
+        // tries (other processes still meet there). A connection to a local
+        // file does not go stale: no ping before each use.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
@@ -110,44 +116,37 @@ impl EmbeddedLog {
     /// up to `BATCH` claimable rows to the caller.
     async fn claim(&self, group: &str, topics: &[String]) -> Result<Vec<Delivery>, BusError> {
         let now = now_millis();
-        // Cheap read first: most polls find nothing and must not take the
-        // write lock every process shares.
-        let position: i64 = sqlx::query("SELECT position FROM groups WHERE name = $1")
-            .bind(group)
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-        let newest: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-        let due = sqlx::query(
-            "SELECT 1 FROM work WHERE grp = $1 AND available_at <= $2 AND (lease_until IS NULL OR lease_until < $2) LIMIT 1",
-        )
-        .bind(group)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?
-        .is_some();
-        if newest <= position && !due {
+        // Cheap read first, one statement: most polls find nothing and must
+        // not take the write lock every process shares. New events count
+        // only when they are of the group's topics (other groups' traffic
+        // does not make this one take the lock).
+        let topic_list = placeholders(3, topics.len());
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE topic IN ({topic_list}) \
+             AND seq > (SELECT position FROM groups WHERE name = $1)) \
+             OR EXISTS (SELECT 1 FROM work WHERE grp = $1 AND available_at <= $2 \
+             AND (lease_until IS NULL OR lease_until < $2))"
+        );
+        let mut check = sqlx::query(&sql).bind(group).bind(now);
+        for t in topics {
+            check = check.bind(t);
+        }
+        let anything: bool = check.fetch_one(&self.pool).await?.get(0);
+        if !anything {
             return Ok(Vec::new());
         }
 
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let position: i64 = sqlx::query("SELECT position FROM groups WHERE name = $1")
-            .bind(group)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let newest: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let row = sqlx::query(
+            "SELECT (SELECT position FROM groups WHERE name = $1), \
+             (SELECT COALESCE(MAX(seq), 0) FROM events)",
+        )
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (position, newest): (i64, i64) = (row.get(0), row.get(1));
         if newest > position {
-            let placeholders = (0..topics.len())
-                .map(|i| format!("${}", i + 4))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = placeholders(4, topics.len());
             let sql = format!(
                 "INSERT INTO work (grp, seq, attempts, available_at) \
                  SELECT $1, seq, 0, 0 FROM events WHERE seq > $2 AND seq <= $3 AND topic IN ({placeholders})"
@@ -174,17 +173,26 @@ impl EmbeddedLog {
         .fetch_all(&mut *tx)
         .await?;
         let lease_until = now + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        if !rows.is_empty() {
+            // Integers we read ourselves: safe to inline.
+            let seqs = rows
+                .iter()
+                .map(|row| row.get::<i64, _>(0).to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(&format!(
+                "UPDATE work SET attempts = attempts + 1, lease_until = $1 WHERE grp = $2 AND seq IN ({seqs})"
+            ))
+            .bind(lease_until)
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.get(0);
             let attempts: i64 = row.get(1);
             let body: String = row.get(2);
-            sqlx::query("UPDATE work SET attempts = attempts + 1, lease_until = $1 WHERE grp = $2 AND seq = $3")
-                .bind(lease_until)
-                .bind(group)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
             let envelope = Envelope::from_json(body.as_bytes())?;
             deliveries.push(Delivery {
                 envelope,
@@ -199,6 +207,14 @@ impl EmbeddedLog {
         tx.commit().await?;
         Ok(deliveries)
     }
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sorted(topics: &[String]) -> Vec<String> {

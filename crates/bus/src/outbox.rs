@@ -50,9 +50,10 @@ pub async fn append_envelope(
 pub struct RelayOptions {
     /// Rows published per round.
     pub batch: i64,
-    /// Poll interval while events keep coming; doubles to `idle_poll` when quiet.
-    pub busy_poll: Duration,
-    /// Poll ceiling while the outbox is empty.
+    /// How often an empty outbox is looked at. A commit in this process
+    /// wakes the relay at once ([`Relay::waker`]); the poll finds what
+    /// other replicas committed while this one holds the lease, and takes
+    /// the lease over when its holder died.
     pub idle_poll: Duration,
     /// How long the relay's lease lasts without renewal; another replica
     /// takes over after it expires.
@@ -65,8 +66,7 @@ impl Default for RelayOptions {
     fn default() -> Self {
         Self {
             batch: 256,
-            busy_poll: Duration::from_millis(1),
-            idle_poll: Duration::from_millis(20),
+            idle_poll: Duration::from_millis(50),
             lease: Duration::from_secs(10),
             max_backoff: Duration::from_secs(5),
         }
@@ -122,21 +122,21 @@ impl Relay {
     /// was committed before shutdown is not left waiting for the next start.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut pause = self.options.busy_poll;
+        let full = usize::try_from(self.options.batch).unwrap_or(usize::MAX);
         let mut backoff = Duration::from_millis(50);
         loop {
-            let outcome = self.round().await;
-            let wait = match outcome {
-                Ok(n) if n > 0 => {
-                    pause = self.options.busy_poll;
+            let wait = match self.round().await {
+                // A full batch: more may be waiting.
+                Ok(n) if n >= full => {
                     backoff = Duration::from_millis(50);
                     Duration::ZERO
                 }
+                // Drained: sleep until a commit rings or the next poll.
+                // (Looking again at once, or soon, would cost a query per
+                // look and find nothing: each commit here rings anyway.)
                 Ok(_) => {
-                    let p = pause;
-                    pause = (pause * 2).min(self.options.idle_poll);
                     backoff = Duration::from_millis(50);
-                    p
+                    self.options.idle_poll
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in = ?backoff, "outbox relay cannot publish; events stay in the outbox");
@@ -147,7 +147,7 @@ impl Relay {
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.wake.notified() => pause = self.options.busy_poll,
+                () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }

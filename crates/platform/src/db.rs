@@ -65,6 +65,11 @@ pub enum DbError {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// Where writes go. On SQLite one connection of its own: the file
+    /// takes one writer at a time, and writers of one process queue here
+    /// for it instead of in SQLite's busy handler, which sleeps 1, 2, 5,
+    /// 10 … ms between tries. On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     kind: DbKind,
 }
 
@@ -87,22 +92,16 @@ impl Db {
                     .await
                     .map_err(DbError::Connect)?;
                 first.close().await.map_err(DbError::Connect)?;
-                let pool = AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
+                // Readers connect when first needed: an idle service holds
+                // only its writer (each connection has its own page cache).
+                let pool = sqlite_pool(8).connect_lazy_with(options.clone());
+                let writer = sqlite_pool(1)
                     .connect_with(options)
                     .await
                     .map_err(DbError::Connect)?;
                 Ok(Self {
                     pool,
+                    writer,
                     kind: DbKind::Sqlite,
                 })
             }
@@ -116,6 +115,7 @@ impl Db {
                     .await
                     .map_err(DbError::Connect)?;
                 Ok(Self {
+                    writer: pool.clone(),
                     pool,
                     kind: DbKind::Postgres,
                 })
@@ -129,13 +129,20 @@ impl Db {
             DbKind::Sqlite => &migrations.sqlite,
             DbKind::Postgres => &migrations.postgres,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for statements that write outside [`Db::begin_write`]
+    /// (on SQLite its single connection; see the field). Never use it while
+    /// this task holds a write transaction: on SQLite that waits for itself.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Which engine this is.
@@ -149,20 +156,42 @@ impl Db {
     /// On PostgreSQL it is a plain `BEGIN`; lock rows with `FOR UPDATE`.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.kind {
-            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            DbKind::Postgres => self.pool.begin().await,
+            DbKind::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            DbKind::Postgres => self.writer.begin().await,
         }
     }
 
-    /// Round-trips a trivial query: the readiness check.
+    /// Round-trips a trivial query on the writer: the readiness check.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+        sqlx::query("SELECT 1")
+            .execute(&self.writer)
+            .await
+            .map(drop)
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// A pool of up to `max` connections to a SQLite file, each set up alike.
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        // A connection to a local file does not go stale: no ping before
+        // each use (a round trip to the connection's thread).
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL",
+                )
+                .await?;
+                Ok(())
+            })
+        })
 }
 
 /// Creates the database named in `url` on its server unless it exists.

@@ -245,7 +245,7 @@ impl Server {
             Some(migrations) => {
                 let db = Db::connect(&config.database).await?;
                 db.migrate(migrations).await?;
-                bazaar_bus::schema::ensure(db.pool()).await?;
+                bazaar_bus::schema::ensure(db.writer()).await?;
                 let probe = db.clone();
                 readiness.add(Check::new("database", move || {
                     let db = probe.clone();
@@ -383,7 +383,7 @@ impl Server {
         let mut background = Vec::new();
         if let (Some(db), Some(events)) = (&db, &events) {
             let relay = Relay::new(
-                db.pool().clone(),
+                db.writer().clone(),
                 events.broker().clone(),
                 events.metrics().clone(),
                 RelayOptions::default(),
@@ -408,7 +408,7 @@ impl Server {
                 sub.handler = Arc::new(events::Traced(sub.handler));
                 background.push(tokio::spawn(bazaar_bus::subscription::run(
                     sub,
-                    db.pool().clone(),
+                    db.writer().clone(),
                     events.broker().clone(),
                     events.metrics().clone(),
                     stopped(events_stop_rx.clone()),

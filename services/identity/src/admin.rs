@@ -168,8 +168,7 @@ pub(crate) async fn ensure(
         role: Role::Admin,
     };
     let mut tx = db
-        .pool()
-        .begin()
+        .begin_write()
         .await
         .context("cannot create the admin account")?;
     if !store::insert_user_if_absent(&mut tx, &user, &hash).await? {

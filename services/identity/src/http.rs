@@ -284,7 +284,7 @@ async fn register(
         role: account.role,
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     match store::insert_user(&mut tx, &user, &hash).await {
         Ok(()) => {}
         Err(e) if is_unique_violation(&e) => return Err(Error::EmailTaken),
@@ -340,7 +340,7 @@ async fn login(
     if verified == Verified::YesRehash {
         upgrade_hash(&state, user.id, body.password).await;
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let now = auth::now_seconds();
     store::delete_expired_refresh(&mut tx, user.id, now).await?;
     let tokens = issue(&state, &mut tx, &user, Uuid::now_v7(), now).await?;
@@ -357,7 +357,7 @@ async fn upgrade_hash(state: &AppState, user: Uuid, password: String) {
     };
     let result = async {
         let hash = state.hasher.hash(&password).await?;
-        store::update_password_hash(state.db.pool(), user, &hash).await?;
+        store::update_password_hash(state.db.writer(), user, &hash).await?;
         anyhow::Ok(())
     }
     .await;
@@ -384,7 +384,7 @@ async fn refresh(
 ) -> Result<impl IntoResponse, Error> {
     let hash = hash_refresh(body.refresh_token.trim());
     let now = auth::now_seconds();
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     match store::redeem_refresh(&mut tx, &hash, now).await? {
         store::Redeemed::Fresh { family, user } => {
             tracing::Span::current().record("user_id", tracing::field::display(user.id));
@@ -505,7 +505,7 @@ async fn follow(
 ) -> Result<StatusCode, Error> {
     let me = caller(&user)?;
     let seller = seller(&state, me, path).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     match store::follow(&mut tx, me, seller).await {
         Ok(true) => {
             let event = SellerFollowed {
@@ -548,7 +548,7 @@ async fn unfollow(
 ) -> Result<StatusCode, Error> {
     let me = caller(&user)?;
     let seller = seller(&state, me, path).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin_write().await?;
     if store::unfollow(&mut tx, me, seller).await? {
         let event = SellerUnfollowed {
             follower_id: me,

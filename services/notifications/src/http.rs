@@ -269,7 +269,7 @@ async fn read(
         return Err(Error::NoSuchNotification);
     };
     let id = Uuid::parse_str(&raw).map_err(|_| Error::NoSuchNotification)?;
-    if store::mark_read(state.db.pool(), me, id).await? {
+    if store::mark_read(state.db.writer(), me, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NoSuchNotification)

@@ -384,7 +384,7 @@ impl Postman {
         let due = store::due_mail(self.db.pool(), now, BATCH).await?;
         let until = now + i64::try_from(CLAIM.as_millis()).unwrap_or(i64::MAX / 2);
         for id in &due {
-            if !store::claim_mail(self.db.pool(), id, now, until).await? {
+            if !store::claim_mail(self.db.writer(), id, now, until).await? {
                 continue;
             }
             let Some(out) = store::outgoing(self.db.pool(), id).await? else {
@@ -414,7 +414,7 @@ impl Postman {
         };
         match result {
             Ok(()) => {
-                store::mail_sent(self.db.pool(), out.id, store::now_ms()).await?;
+                store::mail_sent(self.db.writer(), out.id, store::now_ms()).await?;
                 self.metrics.mail("sent");
                 tracing::info!("e-mail sent");
             }
@@ -422,12 +422,12 @@ impl Postman {
                 let wait = backoff(out.attempts);
                 let next =
                     store::now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
-                store::mail_failed(self.db.pool(), out.id, Some(next), &error).await?;
+                store::mail_failed(self.db.writer(), out.id, Some(next), &error).await?;
                 self.metrics.mail("retried");
                 tracing::warn!(error = %error, retry_in = ?wait, "e-mail not sent; will try again");
             }
             Err(error) => {
-                store::mail_failed(self.db.pool(), out.id, None, &error.to_string()).await?;
+                store::mail_failed(self.db.writer(), out.id, None, &error.to_string()).await?;
                 self.metrics.mail("failed");
                 tracing::error!(error = %error, "e-mail given up");
             }

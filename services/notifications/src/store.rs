@@ -252,18 +252,16 @@ pub(crate) async fn insert_notification(
     source: &str,
 ) -> Result<Option<Notification>, sqlx::Error> {
     let user = draft.user_id.to_string();
-    sqlx::query(
-        "INSERT INTO feed_heads (user_id, last_id) VALUES ($1, '') ON CONFLICT (user_id) DO NOTHING",
+    // One statement creates the head if missing and locks it (a no-op
+    // update), so replicas number one user's notifications in turn.
+    let last: String = sqlx::query(
+        "INSERT INTO feed_heads (user_id, last_id) VALUES ($1, '') \
+         ON CONFLICT (user_id) DO UPDATE SET last_id = feed_heads.last_id RETURNING last_id",
     )
     .bind(&user)
-    .execute(&mut **tx)
-    .await?;
-    let last: String =
-        sqlx::query("UPDATE feed_heads SET last_id = last_id WHERE user_id = $1 RETURNING last_id")
-            .bind(&user)
-            .fetch_one(&mut **tx)
-            .await?
-            .get(0);
+    .fetch_one(&mut **tx)
+    .await?
+    .get(0);
     let id = domain::next_id(Uuid::parse_str(&last).ok());
     let created_at = now_ms();
     let inserted = sqlx::query(
