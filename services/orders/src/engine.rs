@@ -249,18 +249,18 @@ impl Engine {
     /// meanwhile; then clears the cart of a confirmed cart order.
     async fn run(self: &Arc<Self>, id: Uuid) {
         let now = store::now_ms();
-        match store::claim(&self.db, id, &self.owner, now, self.lease_until(now)).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        let saga = match store::claim(&self.db, id, &self.owner, now, self.lease_until(now)).await {
+            Ok(Some(saga)) => saga,
+            Ok(None) => return,
             Err(e) => {
                 if !self.is_stopped() {
                     tracing::warn!(error = %e, "cannot claim the order's saga");
                 }
                 return;
             }
-        }
+        };
         let outcome = tokio::select! {
-            ended = self.drive(id) => ended,
+            ended = self.drive(saga) => ended,
             lost = self.keep_lease(id) => lost,
         };
         match outcome {
@@ -302,34 +302,31 @@ impl Engine {
         }
     }
 
-    /// Takes the saga of `id` from its stored stage to its end.
-    async fn drive(&self, id: Uuid) -> Result<Ended, Halt> {
+    /// Takes `saga`, as claimed, from its stage to its end. It is read
+    /// from the database only then: each step updates this copy once its
+    /// write has committed. Every write is fenced (the stage it moves from,
+    /// the lease owner), so the copy is what the database holds while the
+    /// lease is ours; once it is not, the next write fails (`LostLease`)
+    /// and nothing is stored from a stale copy (a call made meanwhile is
+    /// idempotent, as after any lost lease).
+    async fn drive(&self, mut saga: Saga) -> Result<Ended, Halt> {
         let mut first = true;
         loop {
-            let Some(saga) = store::saga(&self.db, id).await? else {
-                return Ok(Ended::Done);
-            };
-            if saga.stage.is_final() {
-                return Ok(Ended::Done);
-            }
-            if saga.lease_owner.as_deref() != Some(self.owner.as_str()) {
-                return Err(Halt::LostLease);
-            }
             let resumed = std::mem::replace(&mut first, false);
             match saga.stage {
-                Stage::Pricing => self.price(&saga).await?,
-                Stage::Reserving => self.reserve(&saga).await?,
-                Stage::Authorizing => self.authorize(&saga, resumed).await?,
-                Stage::Committing => self.commit(&saga).await?,
+                Stage::Pricing => self.price(&mut saga).await?,
+                Stage::Reserving => self.reserve(&mut saga).await?,
+                Stage::Authorizing => self.authorize(&mut saga, resumed).await?,
+                Stage::Committing => self.commit(&mut saga).await?,
                 Stage::Capturing => return self.capture(&saga).await,
-                Stage::Compensating => return self.compensate(&saga).await,
+                Stage::Compensating => return self.compensate(&mut saga).await,
                 Stage::Confirmed | Stage::Cancelled => return Ok(Ended::Done),
             }
         }
     }
 
     /// Moves `saga` on to its next stage with a timeline entry.
-    async fn advance(&self, saga: &Saga, step: &str, detail: &str) -> Result<(), Halt> {
+    async fn advance(&self, saga: &mut Saga, step: &str, detail: &str) -> Result<(), Halt> {
         let to = saga.stage.next().ok_or_else(lost)?;
         let now = store::now_ms();
         let mut tx = self.db.begin_write().await?;
@@ -338,6 +335,7 @@ impl Engine {
         }
         store::append(&mut tx, saga.id, step, detail, now).await?;
         tx.commit().await?;
+        saga.stage = to;
         Ok(())
     }
 
@@ -355,7 +353,7 @@ impl Engine {
 
     /// Gives up at the saga's stage: stores the cancellation and what to
     /// undo, forgets the card, all in one transaction.
-    async fn give_up(&self, saga: &Saga, cancel: Cancel, definite: bool) -> Result<(), Halt> {
+    async fn give_up(&self, saga: &mut Saga, cancel: Cancel, definite: bool) -> Result<(), Halt> {
         let Some(undo) = Undo::after(saga.stage, definite) else {
             return Err(Halt::Failed(format!(
                 "a saga at {} cannot be cancelled",
@@ -385,6 +383,9 @@ impl Engine {
         store::delete_card(&mut tx, saga.id).await?;
         store::append(&mut tx, saga.id, "cancelling", &cancel.reason, now).await?;
         tx.commit().await?;
+        saga.stage = Stage::Compensating;
+        saga.cancel = Some(cancel);
+        saga.undo = undo;
         Ok(())
     }
 
@@ -398,7 +399,7 @@ impl Engine {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
-    async fn price(&self, saga: &Saga) -> Result<(), Halt> {
+    async fn price(&self, saga: &mut Saga) -> Result<(), Halt> {
         let lines = saga.order_lines();
         let mut retry = 0;
         loop {
@@ -413,19 +414,19 @@ impl Engine {
                     };
                     let now = store::now_ms();
                     let mut tx = self.db.begin_write().await?;
-                    if !store::advance(
+                    if !store::priced(
                         &mut tx,
                         saga.id,
                         &self.owner,
                         Stage::Pricing,
                         Stage::Reserving,
+                        &priced,
                         now,
                     )
                     .await?
                     {
                         return Err(Halt::LostLease);
                     }
-                    store::set_prices(&mut tx, saga.id, &priced).await?;
                     let units = lines.units();
                     let detail = format!(
                         "{units} item{} priced at {} in all.",
@@ -434,6 +435,8 @@ impl Engine {
                     );
                     store::append(&mut tx, saga.id, "priced", &detail, now).await?;
                     tx.commit().await?;
+                    saga.set_prices(&priced);
+                    saga.stage = Stage::Reserving;
                     return Ok(());
                 }
                 Err(e) => Self::retrying("GetProducts", &e),
@@ -451,7 +454,7 @@ impl Engine {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
-    async fn reserve(&self, saga: &Saga) -> Result<(), Halt> {
+    async fn reserve(&self, saga: &mut Saga) -> Result<(), Halt> {
         let lines = saga.order_lines();
         let mut retry = 0;
         loop {
@@ -491,7 +494,7 @@ impl Engine {
 
     /// `resumed` when this task did not itself move the saga here.
     #[tracing::instrument(skip_all, fields(order_id = %saga.id, resumed))]
-    async fn authorize(&self, saga: &Saga, resumed: bool) -> Result<(), Halt> {
+    async fn authorize(&self, saga: &mut Saga, resumed: bool) -> Result<(), Halt> {
         let Some(card) = store::card(&self.db, saga.id).await? else {
             tracing::error!("no card is held for an order to authorize");
             let cancel = Cancel::new(
@@ -537,6 +540,7 @@ impl Engine {
                     let detail = format!("{total} held on the card ending {}.", saga.card_last4);
                     store::append(&mut tx, saga.id, "authorized", &detail, now).await?;
                     tx.commit().await?;
+                    saga.stage = Stage::Committing;
                     return Ok(());
                 }
                 Ok(Authorization::Declined(code)) => {
@@ -581,7 +585,7 @@ impl Engine {
     /// it answers that the reservation is gone, the saga goes back. Until
     /// it answers either, it is asked again (no deadline).
     #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
-    async fn commit(&self, saga: &Saga) -> Result<(), Halt> {
+    async fn commit(&self, saga: &mut Saga) -> Result<(), Halt> {
         let mut retry = 0;
         loop {
             match self.unless_stopped(self.upstreams.commit(saga.id)).await? {
@@ -668,12 +672,13 @@ impl Engine {
             return Err(Halt::LostLease);
         }
         let captured = format!("{total} charged to the card ending {}.", saga.card_last4);
-        store::append(&mut tx, saga.id, "captured", &captured, now).await?;
-        store::append(
+        store::append_all(
             &mut tx,
             saga.id,
-            "confirmed",
-            "The order is confirmed.",
+            &[
+                ("captured", &captured),
+                ("confirmed", "The order is confirmed."),
+            ],
             now,
         )
         .await?;
@@ -701,7 +706,7 @@ impl Engine {
     /// asked until it is done or there is nothing to undo; then ends the
     /// saga cancelled with its event in one transaction.
     #[tracing::instrument(skip_all, fields(order_id = %saga.id))]
-    async fn compensate(&self, saga: &Saga) -> Result<Ended, Halt> {
+    async fn compensate(&self, saga: &mut Saga) -> Result<Ended, Halt> {
         let Some(cancel) = saga.cancel.clone() else {
             return Err(Halt::Failed(
                 "a compensating order has no cancel reason".into(),
@@ -752,7 +757,13 @@ impl Engine {
         Ok(Ended::Done)
     }
 
-    async fn undone(&self, saga: &Saga, void: bool, step: &str, detail: &str) -> Result<(), Halt> {
+    async fn undone(
+        &self,
+        saga: &mut Saga,
+        void: bool,
+        step: &str,
+        detail: &str,
+    ) -> Result<(), Halt> {
         let now = store::now_ms();
         let mut tx = self.db.begin_write().await?;
         if !store::undone(&mut tx, saga.id, &self.owner, void, now).await? {
@@ -760,6 +771,11 @@ impl Engine {
         }
         store::append(&mut tx, saga.id, step, detail, now).await?;
         tx.commit().await?;
+        if void {
+            saga.undo.void = false;
+        } else {
+            saga.undo.release = false;
+        }
         Ok(())
     }
 

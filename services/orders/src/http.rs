@@ -561,8 +561,13 @@ async fn place(
         lease_until: state.engine.lease_until(now),
     };
     let mut tx = db.begin_write().await?;
-    match store::insert(&mut tx, &order, &accepted).await {
-        Ok(()) => tx.commit().await?,
+    // Answered as stored (pending, unpriced, only `accepted` on its
+    // timeline), without reading it back.
+    let placed = match store::insert(&mut tx, &order, &accepted).await {
+        Ok(placed) => {
+            tx.commit().await?;
+            placed
+        }
         // The same key raced in from another request: answer that one.
         Err(e) if is_unique_violation(&e) => {
             drop(tx);
@@ -572,10 +577,7 @@ async fn place(
             return replay(existing, &fingerprint);
         }
         Err(e) => return Err(e.into()),
-    }
-    let placed = store::of_user(db, id, user_id)
-        .await?
-        .ok_or(Error::NoSuchOrder)?;
+    };
     state.engine.start(id);
     tracing::info!(lines = lines.len(), from_cart, "order accepted");
     Ok((

@@ -50,12 +50,13 @@ pub(crate) struct NewOrder<'a> {
 }
 
 /// Records a new order, pending at `pricing`, with its lines, its card and
-/// the `accepted` timeline entry.
+/// the `accepted` timeline entry; the order as it now stands, built from
+/// what was written rather than read back.
 pub(crate) async fn insert(
     tx: &mut Transaction<'_, Any>,
     order: &NewOrder<'_>,
     accepted: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Order, sqlx::Error> {
     let id = order.id.to_string();
     sqlx::query(
         "INSERT INTO orders (id, user_id, idempotency_key, fingerprint, status, stage, from_cart, \
@@ -79,17 +80,21 @@ pub(crate) async fn insert(
     .bind(order.now)
     .execute(&mut **tx)
     .await?;
+    // All lines in one statement: `($1, $2, $3, $4), ($1, $5, $6, $7), …`.
+    let rows = (0..order.lines.len())
+        .map(|i| format!("($1, {})", placeholders(2 + 3 * i, 3)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql =
+        format!("INSERT INTO order_lines (order_id, position, product_id, quantity) VALUES {rows}");
+    let mut query = sqlx::query(&sql).bind(&id);
     for (position, (product, quantity)) in order.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, position, product_id, quantity) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&id)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .bind(product.to_string())
-        .bind(quantity.get())
-        .execute(&mut **tx)
-        .await?;
+        query = query
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(product.to_string())
+            .bind(quantity.get());
     }
+    query.execute(&mut **tx).await?;
     sqlx::query(
         "INSERT INTO order_cards (order_id, number, exp_month, exp_year, cvc) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -100,7 +105,36 @@ pub(crate) async fn insert(
     .bind(order.card.cvc.expose())
     .execute(&mut **tx)
     .await?;
-    append(tx, order.id, "accepted", accepted, order.now).await
+    append(tx, order.id, "accepted", accepted, order.now).await?;
+    Ok(Order {
+        id: order.id,
+        user_id: order.user_id,
+        status: Status::Pending,
+        fingerprint: order.fingerprint.to_owned(),
+        lines: order
+            .lines
+            .iter()
+            .map(|(product_id, quantity)| Line {
+                product_id,
+                quantity,
+                title: None,
+                seller_id: None,
+                unit_amount: None,
+            })
+            .collect(),
+        currency: None,
+        total: None,
+        cancel_code: None,
+        cancel_reason: None,
+        card_last4: order.card.number.last4().to_owned(),
+        address: order.address.clone(),
+        timeline: vec![Entry {
+            at: order.now,
+            step: "accepted".to_owned(),
+            detail: accepted.to_owned(),
+        }],
+        created_at: order.now,
+    })
 }
 
 /// Appends a timeline entry.
@@ -111,23 +145,38 @@ pub(crate) async fn append(
     detail: &str,
     at: i64,
 ) -> Result<(), sqlx::Error> {
-    let id = order.to_string();
-    let next: i64 =
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_timeline WHERE order_id = $1")
-            .bind(&id)
-            .fetch_one(&mut **tx)
-            .await?
-            .get(0);
-    sqlx::query(
-        "INSERT INTO order_timeline (order_id, seq, at, step, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&id)
-    .bind(next)
-    .bind(at)
-    .bind(step)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
+    append_all(tx, order, &[(step, detail)], at).await
+}
+
+/// Appends timeline entries (`(step, detail)`, in order), all at `at`, in
+/// one statement: each takes the next `seq` after the order's last one
+/// (both engines read the timeline as it was before the statement).
+pub(crate) async fn append_all(
+    tx: &mut Transaction<'_, Any>,
+    order: Uuid,
+    entries: &[(&str, &str)],
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..entries.len())
+        .map(|i| {
+            format!(
+                "SELECT $1, COALESCE(MAX(seq), 0) + {}, $2, ${}, ${} FROM order_timeline WHERE order_id = $1",
+                i + 1,
+                3 + 2 * i,
+                4 + 2 * i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let sql = format!("INSERT INTO order_timeline (order_id, seq, at, step, detail) {rows}");
+    let mut query = sqlx::query(&sql).bind(order.to_string()).bind(at);
+    for (step, detail) in entries {
+        query = query.bind(*step).bind(*detail);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -150,7 +199,7 @@ pub(crate) struct Entry {
 }
 
 /// An order as its owner (or an admin) sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Order {
     pub(crate) id: Uuid,
     /// Who placed it.
@@ -364,7 +413,7 @@ pub(crate) async fn page(
 // ---- the saga's side ----
 
 /// What the saga needs of an order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Saga {
     pub(crate) id: Uuid,
     pub(crate) user_id: Uuid,
@@ -376,7 +425,6 @@ pub(crate) struct Saga {
     pub(crate) card_last4: String,
     pub(crate) cancel: Option<Cancel>,
     pub(crate) undo: Undo,
-    pub(crate) lease_owner: Option<String>,
     pub(crate) created_at: i64,
 }
 
@@ -390,18 +438,32 @@ impl Saga {
                 .collect(),
         )
     }
+
+    /// Takes catalog's titles, sellers and prices, and the total, as
+    /// [`priced`] stores them.
+    pub(crate) fn set_prices(&mut self, priced: &Priced) {
+        for line in &mut self.lines {
+            if let Some(p) = priced
+                .lines
+                .iter()
+                .find(|p| p.product_id == line.product_id)
+            {
+                line.title = Some(p.title.clone());
+                line.seller_id = Some(p.seller_id);
+                line.unit_amount = Some(p.unit_amount);
+            }
+        }
+        self.currency = Some(priced.total.currency.clone());
+        self.total = Some(priced.total.amount);
+    }
 }
 
-/// The saga state of order `id`.
-pub(crate) async fn saga(db: &Db, id: Uuid) -> Result<Option<Saga>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT user_id, stage, from_cart, currency, total, card_last4, cancel_code, cancel_reason, \
-         undo_void, undo_release, lease_owner, created_at FROM orders WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
-    let Some(row) = row else { return Ok(None) };
+/// The columns [`saga_row`] reads, in its order.
+const SAGA_COLUMNS: &str = "user_id, stage, from_cart, currency, total, card_last4, cancel_code, \
+     cancel_reason, undo_void, undo_release, created_at";
+
+/// A saga from a row of [`SAGA_COLUMNS`] and its lines.
+fn saga_row(id: Uuid, row: &AnyRow, lines: Vec<Line>) -> Result<Saga, sqlx::Error> {
     let stage: String = row.get(1);
     let code: Option<String> = row.get(6);
     let reason: Option<String> = row.get(7);
@@ -413,17 +475,7 @@ pub(crate) async fn saga(db: &Db, id: Uuid) -> Result<Option<Saga>, sqlx::Error>
         )),
         _ => None,
     };
-    let lines = sqlx::query(
-        "SELECT order_id, product_id, quantity, title, seller_id, unit_amount FROM order_lines \
-         WHERE order_id = $1 ORDER BY position",
-    )
-    .bind(id.to_string())
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| line_row(row).map(|(_, line)| line))
-    .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Saga {
+    Ok(Saga {
         id,
         user_id: uuid(&row.get::<String, _>(0))?,
         stage: Stage::parse(&stage).ok_or_else(|| decode(format!("unknown stage {stage:?}")))?,
@@ -437,32 +489,69 @@ pub(crate) async fn saga(db: &Db, id: Uuid) -> Result<Option<Saga>, sqlx::Error>
             void: row.get::<i64, _>(8) != 0,
             release: row.get::<i64, _>(9) != 0,
         },
-        lease_owner: row.get(10),
-        created_at: row.get(11),
-    }))
+        created_at: row.get(10),
+    })
+}
+
+/// The lines of order `id`, in order.
+async fn saga_lines<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    id: Uuid,
+) -> Result<Vec<Line>, sqlx::Error> {
+    sqlx::query(
+        "SELECT order_id, product_id, quantity, title, seller_id, unit_amount FROM order_lines \
+         WHERE order_id = $1 ORDER BY position",
+    )
+    .bind(id.to_string())
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(|row| line_row(row).map(|(_, line)| line))
+    .collect()
+}
+
+/// The saga state of order `id`.
+pub(crate) async fn saga(db: &Db, id: Uuid) -> Result<Option<Saga>, sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    let sql = format!("SELECT {SAGA_COLUMNS} FROM orders WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let lines = saga_lines(&mut *conn, id).await?;
+    saga_row(id, &row, lines).map(Some)
 }
 
 /// Takes (or keeps) the lease on pending order `id` for `owner` until
-/// `until`, if nobody else holds an unexpired one; whether it did.
+/// `until`, if nobody else holds an unexpired one; its saga state if it
+/// did, read with the claim (`RETURNING`) and its lines right after (they
+/// change only with a fenced move of the stage, so only under the lease,
+/// which is now `owner`'s).
 pub(crate) async fn claim(
     db: &Db,
     id: Uuid,
     owner: &str,
     now: i64,
     until: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Option<Saga>, sqlx::Error> {
+    let mut conn = db.writer().acquire().await?;
+    let sql = format!(
         "UPDATE orders SET lease_owner = $1, lease_until = $2 \
          WHERE id = $3 AND status = 'pending' \
-         AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $4)",
-    )
-    .bind(owner)
-    .bind(until)
-    .bind(id.to_string())
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
+         AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $4) \
+         RETURNING {SAGA_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(owner)
+        .bind(until)
+        .bind(id.to_string())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let lines = saga_lines(&mut *conn, id).await?;
+    saga_row(id, &row, lines).map(Some)
 }
 
 /// Extends `owner`'s lease on `id`; false if it is no longer `owner`'s.
@@ -473,7 +562,7 @@ pub(crate) async fn renew(db: &Db, id: Uuid, owner: &str, until: i64) -> Result<
     .bind(until)
     .bind(id.to_string())
     .bind(owner)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -483,7 +572,7 @@ pub(crate) async fn let_go(db: &Db, id: Uuid, owner: &str) -> Result<(), sqlx::E
     sqlx::query("UPDATE orders SET lease_until = 0 WHERE id = $1 AND lease_owner = $2")
         .bind(id.to_string())
         .bind(owner)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -526,33 +615,58 @@ pub(crate) async fn advance(
     Ok(done.rows_affected() == 1)
 }
 
-/// Stores catalog's titles, sellers and prices, and the total.
-pub(crate) async fn set_prices(
+/// Moves `id` from `from` to `to` with catalog's prices (the total on the
+/// order; titles, sellers and unit prices on its lines) if `owner` still
+/// drives it there; whether it did. Two statements whatever the number of
+/// lines.
+pub(crate) async fn priced(
     tx: &mut Transaction<'_, Any>,
     id: Uuid,
+    owner: &str,
+    from: Stage,
+    to: Stage,
     priced: &Priced,
-) -> Result<(), sqlx::Error> {
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let order = id.to_string();
-    for line in &priced.lines {
-        sqlx::query(
-            "UPDATE order_lines SET title = $1, seller_id = $2, unit_amount = $3 \
-             WHERE order_id = $4 AND product_id = $5",
-        )
-        .bind(&line.title)
-        .bind(line.seller_id.to_string())
-        .bind(line.unit_amount)
-        .bind(&order)
-        .bind(line.product_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE orders SET stage = $1, currency = $2, total = $3, updated_at = $4 \
+         WHERE id = $5 AND stage = $6 AND lease_owner = $7",
+    )
+    .bind(to.as_str())
+    .bind(&priced.total.currency)
+    .bind(priced.total.amount)
+    .bind(now)
+    .bind(&order)
+    .bind(from.as_str())
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
     }
-    sqlx::query("UPDATE orders SET currency = $1, total = $2 WHERE id = $3")
-        .bind(&priced.total.currency)
-        .bind(priced.total.amount)
-        .bind(&order)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    // Every line from one list of values: `($2, $3, $4, $5), …` as
+    // (product, title, seller, unit price), `column1` to `column4` on both
+    // engines.
+    let rows = (0..priced.lines.len())
+        .map(|i| format!("({})", placeholders(2 + 4 * i, 4)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE order_lines SET title = v.column2, seller_id = v.column3, unit_amount = v.column4 \
+         FROM (VALUES {rows}) AS v \
+         WHERE order_lines.order_id = $1 AND order_lines.product_id = v.column1"
+    );
+    let mut query = sqlx::query(&sql).bind(&order);
+    for line in &priced.lines {
+        query = query
+            .bind(line.product_id.to_string())
+            .bind(&line.title)
+            .bind(line.seller_id.to_string())
+            .bind(line.unit_amount);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(true)
 }
 
 /// Moves `id` from `from` to compensating with `cancel` and what to undo,
@@ -660,4 +774,169 @@ pub(crate) async fn delete_card(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Money;
+    use crate::saga::PricedLine;
+
+    /// Orders' database on every test engine, migrated, and its name.
+    async fn databases(dir: &std::path::Path) -> Vec<(Db, &'static str)> {
+        let mut dbs = Vec::new();
+        for engine in bazaar_testkit::engines() {
+            let config = bazaar_testkit::config("orders", dir, &engine);
+            let db = Db::connect(&config.database).await.expect("a database");
+            db.migrate(&crate::MIGRATIONS).await.expect("migrated");
+            dbs.push((db, engine.name()));
+        }
+        dbs
+    }
+
+    fn lines(items: &[(Uuid, i64)]) -> Lines {
+        let ids: Vec<String> = items.iter().map(|(p, _)| p.to_string()).collect();
+        let raw: Vec<(Option<&str>, Option<i64>)> = ids
+            .iter()
+            .zip(items)
+            .map(|(id, (_, q))| (Some(id.as_str()), Some(*q)))
+            .collect();
+        Lines::parse("items", &raw).expect("valid lines")
+    }
+
+    /// Places a pending order of `lines` held by `owner`; as `insert`
+    /// answers it.
+    async fn place(db: &Db, lines: &Lines, owner: &str) -> Order {
+        let card = Card {
+            number: CardNumber::parse("4242 4242 4242 4242").expect("a card number"),
+            expiry: Expiry::new(12, 2030).expect("an expiry"),
+            cvc: Cvc::parse("123").expect("a CVC"),
+        };
+        let address = Address {
+            name: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        };
+        let now = now_ms();
+        let order = NewOrder {
+            id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            key: "key",
+            fingerprint: "fingerprint",
+            from_cart: false,
+            lines,
+            card: &card,
+            address: &address,
+            now,
+            lease_owner: owner,
+            lease_until: now + 60_000,
+        };
+        let mut tx = db.begin_write().await.expect("begin");
+        let placed = insert(&mut tx, &order, "3 items ordered; checkout started.")
+            .await
+            .expect("inserted");
+        tx.commit().await.expect("commit");
+        placed
+    }
+
+    /// `place` answers 202 with what `insert` built instead of reading the
+    /// order back: it has to be what reading it back gives.
+    #[tokio::test]
+    async fn a_new_order_is_answered_as_it_is_stored() {
+        let dir = tempfile::tempdir().expect("a directory");
+        for (db, on) in databases(dir.path()).await {
+            let ordered = lines(&[(Uuid::now_v7(), 2), (Uuid::now_v7(), 1)]);
+            let placed = place(&db, &ordered, "me").await;
+            let stored = of_user(&db, placed.id, placed.user_id)
+                .await
+                .expect("read back");
+            assert_eq!(Some(placed), stored, "on {on}");
+            db.close().await;
+        }
+    }
+
+    /// The engine reads a saga only when it claims it, then keeps it in
+    /// memory: the copy, updated as the steps do, has to stay what the
+    /// database holds.
+    #[tokio::test]
+    async fn a_saga_kept_in_memory_is_the_stored_one() {
+        let dir = tempfile::tempdir().expect("a directory");
+        for (db, on) in databases(dir.path()).await {
+            let (teapot, mug) = (Uuid::now_v7(), Uuid::now_v7());
+            let placed = place(&db, &lines(&[(teapot, 2), (mug, 1)]), "me").await;
+            let id = placed.id;
+            let now = now_ms();
+            assert!(
+                claim(&db, id, "other", now, now + 60_000)
+                    .await
+                    .expect("claim")
+                    .is_none(),
+                "the lease is held on {on}"
+            );
+            let mut kept = claim(&db, id, "me", now, now + 60_000)
+                .await
+                .expect("claim")
+                .expect("claimed");
+            assert_eq!(Some(kept.clone()), saga(&db, id).await.expect("read"));
+            assert_eq!(kept.stage, Stage::Pricing);
+
+            // Catalog answers in another order than the lines'.
+            let seller = Uuid::now_v7();
+            let quantity = |n| Quantity::new(n).expect("a quantity");
+            let prices = Priced {
+                lines: vec![
+                    PricedLine {
+                        product_id: mug,
+                        title: "Mug".into(),
+                        seller_id: seller,
+                        quantity: quantity(1),
+                        unit_amount: 450,
+                    },
+                    PricedLine {
+                        product_id: teapot,
+                        title: "Teapot".into(),
+                        seller_id: seller,
+                        quantity: quantity(2),
+                        unit_amount: 1250,
+                    },
+                ],
+                total: Money {
+                    amount: 2 * 1250 + 450,
+                    currency: "EUR".into(),
+                },
+            };
+            let (from, to) = (Stage::Pricing, Stage::Reserving);
+            let mut tx = db.begin_write().await.expect("begin");
+            let theirs = priced(&mut tx, id, "other", from, to, &prices, now).await;
+            assert!(!theirs.expect("fenced"), "not the owner's on {on}");
+            let ours = priced(&mut tx, id, "me", from, to, &prices, now).await;
+            assert!(ours.expect("priced"));
+            append_all(
+                &mut tx,
+                id,
+                &[("priced", "Priced."), ("again", "Twice.")],
+                now,
+            )
+            .await
+            .expect("appended");
+            append(&mut tx, id, "thrice", "Thrice.", now)
+                .await
+                .expect("appended");
+            tx.commit().await.expect("commit");
+            kept.set_prices(&prices);
+            kept.stage = to;
+            assert_eq!(Some(kept), saga(&db, id).await.expect("read"), "on {on}");
+            let order = of_user(&db, id, placed.user_id)
+                .await
+                .expect("read")
+                .expect("the order");
+            let steps: Vec<&str> = order.timeline.iter().map(|e| e.step.as_str()).collect();
+            assert_eq!(steps, ["accepted", "priced", "again", "thrice"], "on {on}");
+            assert_eq!(order.lines[0].title.as_deref(), Some("Teapot"));
+            assert_eq!(order.lines[1].unit_amount, Some(450));
+            db.close().await;
+        }
+    }
 }
