@@ -88,6 +88,11 @@ pub const VARS: &[Var] = &[
         help: "auto, json or pretty; auto is pretty on a terminal and JSON otherwise.",
     },
     Var {
+        name: "BAZAAR_WORKER_THREADS",
+        default: "unset (one per core)",
+        help: "Threads of the process's async runtime, 1 to 256. `bazaar up` gives its children 1 unless its own environment sets this: a fleet on one machine is many processes sharing its cores, and a thread waking another costs more than it saves there.",
+    },
+    Var {
         name: "BAZAAR_SHUTDOWN_TIMEOUT",
         default: "10s",
         help: "How long in-flight requests may drain after SIGTERM before the process exits.",
@@ -197,6 +202,8 @@ pub struct Config {
     pub log_filter: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Threads of the async runtime; `None` is one per core.
+    pub worker_threads: Option<usize>,
     /// Drain time on shutdown.
     pub shutdown_timeout: Duration,
     /// Shut down when stdin closes.
@@ -444,6 +451,21 @@ impl Config {
                 ));
             }
         };
+        let worker_threads = env
+            .get("BAZAAR_WORKER_THREADS")
+            .map(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| {
+                        refuse(
+                            "BAZAAR_WORKER_THREADS",
+                            v,
+                            "expected a number from 1 to 256",
+                        )
+                    })
+            })
+            .transpose()?;
         let shutdown_timeout = match env.get("BAZAAR_SHUTDOWN_TIMEOUT") {
             None => Duration::from_secs(10),
             Some(v) => parse_duration(v).ok_or_else(|| {
@@ -483,6 +505,7 @@ impl Config {
             environment,
             log_filter,
             log_format,
+            worker_threads,
             shutdown_timeout,
             exit_on_stdin_close,
             otlp_endpoint,
@@ -507,6 +530,7 @@ impl Config {
             environment: Environment::Development,
             log_filter: "warn".to_owned(),
             log_format: LogFormat::Pretty,
+            worker_threads: None,
             shutdown_timeout: Duration::from_secs(5),
             exit_on_stdin_close: false,
             otlp_endpoint: None,
@@ -568,7 +592,10 @@ mod tests {
         assert_eq!(c.event_log, PathBuf::from("data/events.db"));
         assert_eq!(c.environment, Environment::Development);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.worker_threads, None);
         assert!(c.upstreams.is_empty());
+        let c = Config::from_vars("catalog", 1, vars(&[("BAZAAR_WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(c.worker_threads, Some(1));
     }
 
     #[test]
@@ -603,6 +630,8 @@ mod tests {
             ("BAZAAR_LOG_FORMAT", "xml"),
             ("BAZAAR_SHUTDOWN_TIMEOUT", "soon"),
             ("BAZAAR_EXIT_ON_STDIN_CLOSE", "maybe"),
+            ("BAZAAR_WORKER_THREADS", "0"),
+            ("BAZAAR_WORKER_THREADS", "many"),
             ("BAZAAR_LOG", "=[=="),
         ] {
             let e = Config::from_vars("catalog", 1, vars(&[(var, value)])).unwrap_err();

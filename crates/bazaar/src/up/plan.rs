@@ -35,6 +35,9 @@ const OWNED: &[&str] = &[
     bazaar_identity::ADMIN_PASSWORD_FILE,
 ];
 
+/// The runtime's thread count (`bazaar_platform::config::VARS`).
+const WORKER_THREADS: &str = "BAZAAR_WORKER_THREADS";
+
 /// Whether an inherited variable must not reach a child.
 pub fn launcher_owned(name: &str) -> bool {
     OWNED.contains(&name) || name.starts_with("BAZAAR_UPSTREAM_")
@@ -117,6 +120,9 @@ impl Plan {
                 .join(",")
         };
 
+        // Many processes share the machine's cores: one runtime thread each,
+        // unless the caller's environment asks otherwise (then inherited).
+        let one_thread = std::env::var_os(WORKER_THREADS).is_none();
         let mut instances = Vec::new();
         for (service_index, service) in services.iter().enumerate() {
             for (i, addr) in addrs[service_index].iter().enumerate() {
@@ -131,6 +137,9 @@ impl Plan {
                     ("BAZAAR_EXIT_ON_STDIN_CLOSE".to_owned(), "1".to_owned()),
                     ("BAZAAR_LOG_FORMAT".to_owned(), options.log_format.clone()),
                 ];
+                if one_thread {
+                    env.push((WORKER_THREADS.to_owned(), "1".to_owned()));
+                }
                 if service.name == registry::FRONT_DOOR {
                     env.push(("BAZAAR_SHARED_LISTEN".to_owned(), public.to_string()));
                 }
@@ -240,6 +249,9 @@ mod tests {
             assert_eq!(env(g, "BAZAAR_DATA_DIR"), Some("/srv/bazaar/gateway"));
             assert_eq!(env(g, "BAZAAR_EXIT_ON_STDIN_CLOSE"), Some("1"));
             assert_eq!(env(g, "BAZAAR_LISTEN"), Some(g.addr.to_string().as_str()));
+            if std::env::var_os(WORKER_THREADS).is_none() {
+                assert_eq!(env(g, WORKER_THREADS), Some("1"));
+            }
         }
     }
 
