@@ -140,6 +140,19 @@ impl Lines {
         Self(lines)
     }
 
+    /// Lines of `(product, quantity)` pairs as a request would give them,
+    /// for tests; panics when they are not valid.
+    #[cfg(test)]
+    pub(crate) fn of(items: &[(Uuid, i64)]) -> Self {
+        let ids: Vec<String> = items.iter().map(|(p, _)| p.to_string()).collect();
+        let raw: Vec<(Option<&str>, Option<i64>)> = ids
+            .iter()
+            .zip(items)
+            .map(|(id, (_, q))| (Some(id.as_str()), Some(*q)))
+            .collect();
+        Self::parse("items", &raw).expect("valid lines")
+    }
+
     /// Each product and its quantity, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Uuid, Quantity)> + '_ {
         self.0.iter().copied()

@@ -421,16 +421,6 @@ mod tests {
         }
     }
 
-    fn lines(items: &[(Uuid, i64)]) -> Lines {
-        let ids: Vec<String> = items.iter().map(|(p, _)| p.to_string()).collect();
-        let raw: Vec<(Option<&str>, Option<i64>)> = ids
-            .iter()
-            .zip(items)
-            .map(|(id, (_, q))| (Some(id.as_str()), Some(*q)))
-            .collect();
-        Lines::parse("items", &raw).unwrap()
-    }
-
     #[test]
     fn pricing_sums_lines_in_order() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
@@ -441,7 +431,7 @@ mod tests {
             ],
             missing: vec![],
         };
-        let priced = price(&lines(&[(a, 2), (b, 3)]), &answer).unwrap();
+        let priced = price(&Lines::of(&[(a, 2), (b, 3)]), &answer).unwrap();
         assert_eq!(priced.total.amount, 2 * 1250 + 3 * 450);
         assert_eq!(priced.total.currency, "EUR");
         assert_eq!(priced.lines[0].title, "Teapot");
@@ -455,7 +445,7 @@ mod tests {
             products: vec![product(a, "Teapot", 1250, "EUR", true)],
             missing: vec![b.to_string()],
         };
-        let cancel = price(&lines(&[(a, 1), (b, 1)]), &missing).unwrap_err();
+        let cancel = price(&Lines::of(&[(a, 1), (b, 1)]), &missing).unwrap_err();
         assert_eq!(cancel.code, CancelCode::UnknownProduct);
         assert!(cancel.reason.contains(&b.to_string()), "{}", cancel.reason);
 
@@ -466,7 +456,7 @@ mod tests {
             ],
             missing: vec![],
         };
-        let cancel = price(&lines(&[(a, 1), (b, 1)]), &deleted).unwrap_err();
+        let cancel = price(&Lines::of(&[(a, 1), (b, 1)]), &deleted).unwrap_err();
         assert_eq!(cancel.code, CancelCode::NotOnSale);
         assert!(cancel.reason.contains("Teapot"), "{}", cancel.reason);
 
@@ -477,7 +467,7 @@ mod tests {
             ],
             missing: vec![],
         };
-        let cancel = price(&lines(&[(a, 1), (b, 1)]), &mixed).unwrap_err();
+        let cancel = price(&Lines::of(&[(a, 1), (b, 1)]), &mixed).unwrap_err();
         assert_eq!(cancel.code, CancelCode::CurrencyMismatch);
         assert!(cancel.reason.contains("EUR, USD"), "{}", cancel.reason);
 
@@ -488,14 +478,14 @@ mod tests {
             }],
             missing: vec![],
         };
-        let cancel = price(&lines(&[(a, 1)]), &unpriced).unwrap_err();
+        let cancel = price(&Lines::of(&[(a, 1)]), &unpriced).unwrap_err();
         assert_eq!(cancel.code, CancelCode::NotOnSale);
         let huge = catalog::GetProductsResponse {
             products: vec![product(a, "Gold", i64::MAX / 2, "EUR", true)],
             missing: vec![],
         };
         assert_eq!(
-            price(&lines(&[(a, 3)]), &huge).unwrap_err().code,
+            price(&Lines::of(&[(a, 3)]), &huge).unwrap_err().code,
             CancelCode::NotOnSale
         );
     }

@@ -794,16 +794,6 @@ mod tests {
         dbs
     }
 
-    fn lines(items: &[(Uuid, i64)]) -> Lines {
-        let ids: Vec<String> = items.iter().map(|(p, _)| p.to_string()).collect();
-        let raw: Vec<(Option<&str>, Option<i64>)> = ids
-            .iter()
-            .zip(items)
-            .map(|(id, (_, q))| (Some(id.as_str()), Some(*q)))
-            .collect();
-        Lines::parse("items", &raw).expect("valid lines")
-    }
-
     /// Places a pending order of `lines` held by `owner`; as `insert`
     /// answers it.
     async fn place(db: &Db, lines: &Lines, owner: &str) -> Order {
@@ -847,7 +837,7 @@ mod tests {
     async fn a_new_order_is_answered_as_it_is_stored() {
         let dir = tempfile::tempdir().expect("a directory");
         for (db, on) in databases(dir.path()).await {
-            let ordered = lines(&[(Uuid::now_v7(), 2), (Uuid::now_v7(), 1)]);
+            let ordered = Lines::of(&[(Uuid::now_v7(), 2), (Uuid::now_v7(), 1)]);
             let placed = place(&db, &ordered, "me").await;
             let stored = of_user(&db, placed.id, placed.user_id)
                 .await
@@ -865,7 +855,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a directory");
         for (db, on) in databases(dir.path()).await {
             let (teapot, mug) = (Uuid::now_v7(), Uuid::now_v7());
-            let placed = place(&db, &lines(&[(teapot, 2), (mug, 1)]), "me").await;
+            let placed = place(&db, &Lines::of(&[(teapot, 2), (mug, 1)]), "me").await;
             let id = placed.id;
             let now = now_ms();
             assert!(
