@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -547,6 +548,59 @@ pub struct Seeded {
     pub categories: Vec<String>,
 }
 
+/// Starts `bazaar up` with the demo catalog on `data_dir`, pinned to the
+/// fleet's core, with the gateway's rate limit off and none of the caller's
+/// `BAZAAR_*` or `OTEL_*` settings (no backends, exporter or log settings of
+/// the caller reach the fleet). Returns once it is ready and seeded, with
+/// the launcher and every process it started.
+pub(crate) fn start_seeded(
+    exe: &Path,
+    cores: &Cores,
+    data_dir: &Path,
+) -> anyhow::Result<(Fleet, Vec<ProcessId>)> {
+    let mut command = cores.command(cores.servers, exe);
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("BAZAAR_") || name.starts_with("OTEL_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .env("BAZAAR_LOG", "warn")
+        .env("BAZAAR_GATEWAY_RATE_LIMIT", "0");
+    let mut fleet = Fleet::start(command, data_dir)?;
+    fleet.wait_ready()?;
+    let seeded = fleet.wait_for_line("end of the demo seed", SEED_LIMIT, |line| {
+        line.contains("demo catalog seeded") || line.contains("cannot seed the demo catalog")
+    })?;
+    if !seeded.contains("demo catalog seeded") {
+        bail!("the demo seed failed: {seeded}");
+    }
+    let mut started: Vec<ProcessId> = ProcessId::of(fleet.pid()).into_iter().collect();
+    started.extend(
+        procfs::children_of(fleet.pid())
+            .into_iter()
+            .map(ProcessId::from),
+    );
+    Ok((fleet, started))
+}
+
+/// Stops `fleet`, then SIGKILLs whatever of `started` still runs: the
+/// stop's outcome, and how many were left running.
+pub(crate) fn stop_and_reap(
+    mut fleet: Fleet,
+    started: &[ProcessId],
+) -> (anyhow::Result<Duration>, usize) {
+    let stopped = fleet.stop();
+    let left: Vec<ProcessId> = started.iter().filter(|p| p.is_running()).copied().collect();
+    for process in &left {
+        if let Ok(pid) = i32::try_from(process.pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    (stopped, left.len())
+}
+
 /// Runs the benchmark and prints its report.
 pub fn catalog(args: &CatalogBenchArgs) -> ExitCode {
     crate::load::finish(run(args), args.json, report_json, report_table)
@@ -572,32 +626,7 @@ fn run(args: &CatalogBenchArgs) -> anyhow::Result<Report> {
     let duration = Duration::from_secs(args.duration_per_step);
 
     say("starting the fleet (`bazaar up`) and waiting for the demo catalog…");
-    let mut command = cores.command(cores.servers, &exe);
-    // Only what is set here: no backends, exporter or log settings of the
-    // caller reach the fleet.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("BAZAAR_") || name.starts_with("OTEL_") {
-            command.env_remove(&key);
-        }
-    }
-    command
-        .env("BAZAAR_LOG", "warn")
-        .env("BAZAAR_GATEWAY_RATE_LIMIT", "0");
-    let mut fleet = Fleet::start(command, data_dir.path())?;
-    fleet.wait_ready()?;
-    let seeded = fleet.wait_for_line("end of the demo seed", SEED_LIMIT, |line| {
-        line.contains("demo catalog seeded") || line.contains("cannot seed the demo catalog")
-    })?;
-    if !seeded.contains("demo catalog seeded") {
-        bail!("the demo seed failed: {seeded}");
-    }
-    let mut started: Vec<ProcessId> = ProcessId::of(fleet.pid()).into_iter().collect();
-    started.extend(
-        procfs::children_of(fleet.pid())
-            .into_iter()
-            .map(ProcessId::from),
-    );
+    let (fleet, mut started) = start_seeded(&exe, &cores, data_dir.path())?;
     // The seed's events are still being handled (stock, notifications…):
     // let the fleet's core calm down before the first step.
     let settled = settle(cores.servers);
@@ -624,13 +653,7 @@ fn run(args: &CatalogBenchArgs) -> anyhow::Result<Report> {
     );
 
     say("stopping the fleet…");
-    let stopped = fleet.stop();
-    let left: Vec<ProcessId> = started.iter().filter(|p| p.is_running()).copied().collect();
-    for process in &left {
-        if let Ok(pid) = i32::try_from(process.pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    let (stopped, left) = stop_and_reap(fleet, &started);
     let (catalog, targets) = result?;
     stopped?;
     Ok(Report {
@@ -642,7 +665,7 @@ fn run(args: &CatalogBenchArgs) -> anyhow::Result<Report> {
         categories: catalog.categories.len(),
         targets,
         processes: started.len(),
-        left_running: left.len(),
+        left_running: left,
         load_average,
     })
 }

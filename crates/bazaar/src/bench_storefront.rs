@@ -22,15 +22,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bench::Fleet;
 use crate::bench_catalog::{
-    CoreReading, CpuTicks, RETRIES, SEED_LIMIT, SETTLE_LIMIT, disturbed, get_json, other_work,
-    settle,
+    CoreReading, CpuTicks, RETRIES, SETTLE_LIMIT, disturbed, get_json, other_work, settle,
+    start_seeded, stop_and_reap,
 };
 use crate::bench_checkout::{Api, MACHINE, cpu_share, machine_busy_ticks};
 use crate::cli::StorefrontBenchArgs;
@@ -572,43 +570,12 @@ fn run(args: &StorefrontBenchArgs) -> anyhow::Result<Report> {
         .context("cannot start the async runtime")?;
 
     say("starting the fleet (`bazaar up`) and waiting for the demo catalog…");
-    let mut command = cores.command(cores.servers, &exe);
-    // Only what is set here: no backends, exporter or log settings of the
-    // caller reach the fleet.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("BAZAAR_") || name.starts_with("OTEL_") {
-            command.env_remove(&key);
-        }
-    }
-    command
-        .env("BAZAAR_LOG", "warn")
-        .env("BAZAAR_GATEWAY_RATE_LIMIT", "0");
-    let mut fleet = Fleet::start(command, data_dir.path())?;
-    fleet.wait_ready()?;
-    let seeded = fleet.wait_for_line("end of the demo seed", SEED_LIMIT, |line| {
-        line.contains("demo catalog seeded") || line.contains("cannot seed the demo catalog")
-    })?;
-    if !seeded.contains("demo catalog seeded") {
-        bail!("the demo seed failed: {seeded}");
-    }
-    let mut started: Vec<ProcessId> = ProcessId::of(fleet.pid()).into_iter().collect();
-    started.extend(
-        procfs::children_of(fleet.pid())
-            .into_iter()
-            .map(ProcessId::from),
-    );
+    let (fleet, mut started) = start_seeded(&exe, &cores, data_dir.path())?;
 
     let result = measure(args, &exe, &cores, &fleet, &runtime, &mut started, &say);
 
     say("stopping the fleet…");
-    let stopped = fleet.stop();
-    let left: Vec<ProcessId> = started.iter().filter(|p| p.is_running()).copied().collect();
-    for process in &left {
-        if let Ok(pid) = i32::try_from(process.pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    let (stopped, left) = stop_and_reap(fleet, &started);
     let (site, pages) = result?;
     stopped?;
     Ok(Report {
@@ -621,7 +588,7 @@ fn run(args: &StorefrontBenchArgs) -> anyhow::Result<Report> {
         pages,
         load_average,
         processes: started.len(),
-        left_running: left.len(),
+        left_running: left,
     })
 }
 
