@@ -2,9 +2,14 @@
 //! holds only what is its own: a fresh database per engine (SQLite always,
 //! PostgreSQL when `BAZAAR_TEST_POSTGRES_URL` is set), services started on
 //! port 0 and stopped with a drain, an identity to sign users in, the event
-//! log read back, and problem+json answers checked.
+//! log read back, problem+json answers checked, `/metrics` read
+//! ([`metrics`]) and event streams followed ([`sse`]); and the other
+//! backends a test may use (Redis, NATS) when the environment names them.
 //!
 //! A dev-dependency only: nothing in a service's library uses it.
+
+pub mod metrics;
+pub mod sse;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -15,7 +20,11 @@ use bazaar_platform::Problem;
 use bazaar_platform::config::{Config, DatabaseConfig, Secret};
 use bazaar_platform::server::{Server, Service};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use uuid::Uuid;
+
+pub use metrics::{Metrics, scrape};
+pub use sse::{Frame, Open, Sse};
 
 /// How long [`eventually`] and [`events`] wait before giving up.
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -73,12 +82,95 @@ pub fn postgres_database() -> Option<url::Url> {
     }
 }
 
+/// The test Redis, if `BAZAAR_TEST_REDIS_URL` is set (else says so).
+pub fn redis_url() -> Option<url::Url> {
+    match std::env::var("BAZAAR_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url.parse().expect("BAZAAR_TEST_REDIS_URL is a URL")),
+        _ => {
+            eprintln!("Redis part skipped: BAZAAR_TEST_REDIS_URL is unset");
+            None
+        }
+    }
+}
+
+/// The test NATS server, if `BAZAAR_TEST_NATS_URL` is set (else says so).
+pub fn nats_url() -> Option<String> {
+    match std::env::var("BAZAAR_TEST_NATS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("NATS part skipped: BAZAAR_TEST_NATS_URL is unset");
+            None
+        }
+    }
+}
+
+/// A JetStream stream of a test's own on the NATS server at `url`, deleted
+/// when this is dropped (even when the test fails), so runs leave nothing
+/// behind on a shared server.
+#[derive(Debug)]
+pub struct NatsStream {
+    /// The server.
+    pub url: String,
+    /// The stream's name (`T<uuid>`).
+    pub name: String,
+}
+
+impl NatsStream {
+    /// A new stream name on `url` (the broker creates the stream).
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: format!("T{}", Uuid::now_v7().simple()).to_uppercase(),
+        }
+    }
+}
+
+impl Drop for NatsStream {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.name.clone());
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(client) = async_nats::connect(&url).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&stream)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A local port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
+}
+
+/// `scheme://127.0.0.1:PORT` on a [`free_port`]: an address that refuses
+/// connections, for a dependency that is down.
+pub fn refused_url(scheme: &str) -> url::Url {
+    url::Url::parse(&format!("{scheme}://127.0.0.1:{}", free_port())).expect("a URL")
+}
+
 /// A service running in this process until [`Running::stop`].
 pub struct Running {
     /// `http://127.0.0.1:PORT`: REST and gRPC.
     pub base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The directory of a service started by [`start_alone`].
+    _dir: Option<TempDir>,
 }
 
 impl Running {
@@ -117,7 +209,25 @@ pub async fn start<S: Service>(config: Config) -> Running {
     let done = tokio::spawn(server.run_until(async move {
         let _ = rx.await;
     }));
-    Running { base, stop, done }
+    Running {
+        base,
+        stop,
+        done,
+        _dir: None,
+    }
+}
+
+/// Starts `S` alone in a temporary directory of its own (kept while it
+/// runs: its SQLite database and event log), with the configuration of
+/// [`Config::for_test`] changed by `edit`.
+pub async fn start_alone<S: Service>(edit: impl FnOnce(&mut Config)) -> Running {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = Config::for_test(S::NAME, dir.path());
+    edit(&mut config);
+    Running {
+        _dir: Some(dir),
+        ..start::<S>(config).await
+    }
 }
 
 /// The configuration of service `name` for a test: port 0, data under
@@ -285,12 +395,12 @@ pub async fn publish(path: &Path, envelope: &Envelope) {
     log.publish(envelope).await.expect("publish");
 }
 
-/// Every event of `topic` about `subject` (all subjects when `None`) in the
-/// embedded log at `path`, read from its beginning until `until` holds for
-/// what was read (or for [`PATIENCE`], to show what was there).
+/// Every event of `topics` about `subject` (all subjects when `None`) in
+/// the embedded log at `path`, read from its beginning until `until` holds
+/// for what was read (or for [`PATIENCE`], to show what was there).
 pub async fn events(
     path: &Path,
-    topic: &str,
+    topics: &[&str],
     subject: Option<&str>,
     until: impl Fn(&[Envelope]) -> bool,
 ) -> Vec<Envelope> {
@@ -299,10 +409,8 @@ pub async fn events(
         .expect("the embedded log");
     // A new group replays the log from its beginning.
     let group = format!("test-{}", Uuid::now_v7().simple());
-    let mut consumer = log
-        .consume(&group, &[topic.to_owned()])
-        .await
-        .expect("consume");
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    let mut consumer = log.consume(&group, &topics).await.expect("consume");
     let mut seen = Vec::new();
     let started = Instant::now();
     while !until(&seen) && started.elapsed() < PATIENCE {
@@ -320,32 +428,21 @@ pub async fn events(
     seen
 }
 
-/// Reads a problem+json answer, asserting its media type and status.
+/// Reads a problem+json answer, asserting its media type and status (the
+/// body shown when either is not what was expected).
 pub async fn problem(res: reqwest::Response, status: u16) -> Problem {
-    assert_eq!(res.status(), status, "status");
+    let got = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = res.text().await.unwrap_or_default();
+    assert_eq!(got, status, "status: {text}");
     assert_eq!(
-        res.headers()["content-type"],
-        "application/problem+json",
-        "not a problem document"
+        content_type, "application/problem+json",
+        "not a problem document: {text}"
     );
-    res.json().await.expect("problem JSON")
-}
-
-/// The value of the sample of `metric` whose labels contain `label`
-/// (`outcome="reserved"`) in the Prometheus text at `base/metrics`; 0 when
-/// absent.
-pub async fn metric(http: &reqwest::Client, base: &str, metric: &str, label: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let prefix = format!("{metric}{{");
-    text.lines()
-        .find(|l| l.starts_with(&prefix) && l.contains(label))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().expect("a sample value"))
+    serde_json::from_str(&text).expect("problem JSON")
 }

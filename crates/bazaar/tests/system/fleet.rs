@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bazaar::registry::{self, SERVICES};
+use bazaar_testkit::Metrics;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -109,12 +110,7 @@ async fn an_instance_killed_with_sigkill_comes_back_on_the_same_url() {
 
 /// Sum of `http_requests_total` samples for `route` in a Prometheus text.
 fn requests_for_route(metrics: &str, route: &str) -> f64 {
-    let label = format!("route=\"{route}\"");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("http_requests_total{") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    Metrics::parse(metrics).sum("http_requests_total", &[("route", route)])
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! stream and in an e-mail (an `.eml` file in the fleet's data dir, without
 //! SMTP); a followed seller's new product reaches the follower.
 
-use futures_util::StreamExt as _;
+use bazaar_testkit::{Open, Sse};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -49,19 +49,16 @@ async fn a_checkout_reaches_the_shoppers_feed_stream_and_mailbox() {
     // A browser's EventSource: the token in the query, through the gateway.
     // The fleet's client has a 10 s total timeout; a stream needs none.
     let streaming = reqwest::Client::new();
-    let stream_url = format!(
-        "{}/api/v1/notifications/stream?access_token={}",
-        fleet.base_url(),
-        shopper.token
-    );
-    let response = streaming
-        .get(&stream_url)
-        .send()
-        .await
-        .expect("the stream through the gateway");
-    assert_eq!(response.status(), 200, "{}", fleet.output());
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.bytes_stream();
+    let mut stream = Sse::open(
+        &streaming,
+        &format!("{}/api/v1/notifications/stream", fleet.base_url()),
+        Open {
+            query_token: Some(&shopper.token),
+            ..Open::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|res| panic!("{}: {}", res.status(), fleet.output()));
 
     let placed = api
         .place(&shopper, &order_body(Some(&[(&teapot, 2)]), CARD_OK))
@@ -85,11 +82,12 @@ async fn a_checkout_reaches_the_shoppers_feed_stream_and_mailbox() {
     );
 
     // On the stream, as it happened.
-    let mut seen = String::new();
+    let mut seen = Vec::new();
     let arrived = tokio::time::timeout(EVENTUALLY, async {
-        while let Some(chunk) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream bytes")));
-            if seen.contains(&link) {
+        while let Some(frame) = stream.frame(EVENTUALLY).await {
+            let done = frame.data.as_deref().is_some_and(|d| d.contains(&link));
+            seen.push(frame);
+            if done {
                 return true;
             }
         }
@@ -99,15 +97,15 @@ async fn a_checkout_reaches_the_shoppers_feed_stream_and_mailbox() {
     assert_eq!(
         arrived,
         Ok(true),
-        "the stream got: {seen}\nfleet output:\n{}",
+        "the stream got: {seen:#?}\nfleet output:\n{}",
         fleet.output()
     );
-    assert!(seen.starts_with(": connected"), "{seen}");
+    assert_eq!(seen[0].comments, ["connected"], "{seen:#?}");
     assert!(
-        seen.contains(&format!("id: {}", item["id"].as_str().unwrap())),
-        "{seen}"
+        seen.iter().any(|f| f.id.as_deref() == item["id"].as_str()),
+        "{seen:#?}"
     );
-    drop(body);
+    drop(stream);
 
     // Read.
     let notification_id = item["id"].as_str().unwrap().to_owned();

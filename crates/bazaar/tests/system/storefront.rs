@@ -383,20 +383,11 @@ async fn api_requests(fleet: &Fleet) -> BTreeMap<String, u64> {
         }
         let mut total = 0;
         for instance in &service.instances {
-            let text = fleet
-                .client()
-                .get(format!("{}/metrics", instance.url))
-                .send()
+            total += bazaar_testkit::scrape(fleet.client(), &instance.url)
                 .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics text");
-            total += text
-                .lines()
-                .filter(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/api/"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .map(|v| v as u64)
+                .samples("http_requests_total")
+                .filter(|s| s.label("route").is_some_and(|r| r.starts_with("/api/")))
+                .map(|s| s.value as u64)
                 .sum::<u64>();
         }
         counts.insert(service.name.clone(), total);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bazaar_bus::embedded::EmbeddedLog;
 use bazaar_bus::nats::NatsBroker;
 use bazaar_bus::{Broker, Consumer, Envelope, Event, outbox, schema};
+use bazaar_testkit::NatsStream;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
@@ -34,35 +35,10 @@ impl Item {
 pub struct Under {
     pub name: &'static str,
     pub broker: Arc<dyn Broker>,
-    /// The NATS server and stream to delete afterwards, so test runs leave
-    /// nothing behind on a shared server.
-    nats_stream: Option<(String, String)>,
+    /// The NATS stream to delete afterwards, so test runs leave nothing
+    /// behind on a shared server.
+    _nats_stream: Option<NatsStream>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Under {
-    fn drop(&mut self) {
-        let Some((url, stream)) = self.nats_stream.take() else {
-            return;
-        };
-        // Drop cannot await; a short-lived runtime on its own thread can.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(client) = async_nats::connect(&url).await {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(&stream)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// How long a delivery stays with a consumer that neither acks nor nacks.
@@ -78,24 +54,21 @@ pub async fn brokers() -> Vec<Under> {
     let mut all = vec![Under {
         name: "embedded",
         broker: Arc::new(embedded),
-        nats_stream: None,
+        _nats_stream: None,
         _dir: dir,
     }];
-    match std::env::var("BAZAAR_TEST_NATS_URL") {
-        Ok(url) => {
-            let stream = format!("T{}", uuid::Uuid::now_v7().simple()).to_uppercase();
-            let nats = NatsBroker::connect(&url, &stream)
-                .await
-                .unwrap()
-                .with_ack_wait(LEASE);
-            all.push(Under {
-                name: "nats",
-                broker: Arc::new(nats),
-                nats_stream: Some((url, stream)),
-                _dir: tempfile::tempdir().unwrap(),
-            });
-        }
-        Err(_) => eprintln!("NATS part skipped: BAZAAR_TEST_NATS_URL is unset"),
+    if let Some(url) = bazaar_testkit::nats_url() {
+        let stream = NatsStream::new(&url);
+        let nats = NatsBroker::connect(&url, &stream.name)
+            .await
+            .unwrap()
+            .with_ack_wait(LEASE);
+        all.push(Under {
+            name: "nats",
+            broker: Arc::new(nats),
+            _nats_stream: Some(stream),
+            _dir: tempfile::tempdir().unwrap(),
+        });
     }
     all
 }
@@ -229,14 +202,7 @@ impl ServiceDb {
     }
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use bazaar_testkit::free_port;
 
 /// `nats-server` from PATH, or Debian's /usr/sbin/nats-server.
 pub fn nats_server_binary() -> Option<std::path::PathBuf> {

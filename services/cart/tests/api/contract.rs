@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use bazaar_cart::domain::{Line, MAX_LINES, Quantity, Taken};
 use bazaar_cart::store::{CartStore, Put, REDIS_TTL};
-use bazaar_testkit::Engine;
+use bazaar_testkit::{Engine, redis_url};
 use uuid::Uuid;
 
-use crate::support::{redis_store, redis_url, sql_store};
+use crate::support::{redis_store, sql_store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store_passes_the_contract() {

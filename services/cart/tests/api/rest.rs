@@ -270,27 +270,14 @@ async fn ready_described_and_counted() {
 }
 
 async fn counted(app: &App, op: &str, outcome: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
+    bazaar_testkit::scrape(&app.http, &app.cart.base)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (op, outcome) = (format!("op=\"{op}\""), format!("outcome=\"{outcome}\""));
-    text.lines()
-        .find(|l| {
-            l.starts_with("cart_operations_total{") && l.contains(&op) && l.contains(&outcome)
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
+        .sum("cart_operations_total", &[("op", op), ("outcome", outcome)])
 }
 
 #[tokio::test]
 async fn with_redis_configured_carts_live_in_redis() {
-    let Some(url) = crate::support::redis_url() else {
+    let Some(url) = bazaar_testkit::redis_url() else {
         return;
     };
     let app = crate::support::spawn(crate::support::Backend::Redis(url)).await;
@@ -313,20 +300,15 @@ async fn with_redis_configured_carts_live_in_redis() {
 #[tokio::test]
 async fn an_unreachable_redis_stops_the_start() {
     // A port that was free a moment ago: nothing answers there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let redis = bazaar_testkit::refused_url("redis");
+    let port = redis.port().expect("a port");
     let dir = tempfile::tempdir().unwrap();
     let mut config = bazaar_testkit::config("cart", dir.path(), &bazaar_testkit::Engine::Sqlite);
     config.upstreams.insert(
         "identity".to_owned(),
         vec!["http://127.0.0.1:1".parse().unwrap()],
     );
-    config.redis_url = Some(bazaar_platform::config::Secret::new(
-        format!("redis://127.0.0.1:{port}").parse().unwrap(),
-    ));
+    config.redis_url = Some(bazaar_platform::config::Secret::new(redis));
     let error = bazaar_platform::Server::build::<bazaar_cart::Cart>(config)
         .await
         .unwrap_err();

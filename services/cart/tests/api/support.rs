@@ -19,17 +19,6 @@ use tempfile::TempDir;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// The test Redis, if `BAZAAR_TEST_REDIS_URL` is set (else says so).
-pub fn redis_url() -> Option<url::Url> {
-    match std::env::var("BAZAAR_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url.parse().expect("BAZAAR_TEST_REDIS_URL is a URL")),
-        _ => {
-            eprintln!("Redis part skipped: BAZAAR_TEST_REDIS_URL is unset");
-            None
-        }
-    }
-}
-
 /// A key prefix of its own in the test Redis (`test:<uuid>:`), so runs and
 /// tests never share carts; its keys are deleted when it is dropped, even
 /// when the test fails.
@@ -157,7 +146,7 @@ pub fn backends() -> Vec<Backend> {
         .into_iter()
         .map(Backend::Sql)
         .collect();
-    backends.extend(redis_url().map(Backend::Redis));
+    backends.extend(bazaar_testkit::redis_url().map(Backend::Redis));
     backends
 }
 

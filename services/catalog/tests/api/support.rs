@@ -1,77 +1,26 @@
 //! Starting catalog on port 0 against a fresh database, with a real
 //! identity beside it for tokens (and the JWKS that verifies them).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use bazaar_bus::{Broker as _, Envelope};
+use bazaar_bus::Envelope;
 use bazaar_catalog::Catalog;
-use bazaar_identity::Identity;
-use bazaar_platform::config::{Config, DatabaseConfig, Secret};
-use bazaar_platform::server::Server;
+use bazaar_testkit::{Engine, Running, User};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-
-/// Which database a test instance uses.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    Sqlite,
-    Postgres(url::Url),
-}
-
-/// SQLite always; PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set,
-/// each call a new database of its own.
-pub fn engines() -> Vec<Engine> {
-    let mut engines = vec![Engine::Sqlite];
-    match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
-        Ok(base) if !base.is_empty() => {
-            let mut url = url::Url::parse(&base).expect("BAZAAR_TEST_POSTGRES_URL is a URL");
-            url.set_path(&format!("/bazaar_test_{}", uuid::Uuid::now_v7().simple()));
-            engines.push(Engine::Postgres(url));
-        }
-        _ => eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset"),
-    }
-    engines
-}
-
-/// A running server and what stops it.
-struct Running {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn run<S: bazaar_platform::Service>(config: Config) -> (String, Running) {
-    let server = Server::build::<S>(config).await.expect("service builds");
-    let base = format!("http://{}", server.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run_until(async move {
-        let _ = rx.await;
-    }));
-    (base, Running { stop: Some(tx) })
-}
 
 /// A catalog and the identity it trusts.
 pub struct App {
     pub base: String,
-    pub identity: String,
     pub http: reqwest::Client,
-    pub config: Config,
     pub engine: Engine,
-    _servers: Vec<Running>,
-    _dir: Arc<TempDir>,
+    catalog: Running,
+    identity: Running,
+    dir: TempDir,
 }
 
 /// One catalog per engine.
 pub async fn apps() -> Vec<App> {
     let mut apps = Vec::new();
-    for engine in engines() {
+    for engine in bazaar_testkit::engines() {
         apps.push(spawn(engine).await);
     }
     apps
@@ -79,75 +28,34 @@ pub async fn apps() -> Vec<App> {
 
 /// A fresh catalog on `engine`, with a fresh identity (SQLite).
 pub async fn spawn(engine: Engine) -> App {
-    bazaar_platform::telemetry::init_for_tests();
-    let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
-    let identity_config = Config::for_test("identity", dir.path().join("identity"));
-    let (identity, identity_server) = run::<Identity>(identity_config).await;
-    let mut config = Config::for_test("catalog", dir.path().join("catalog"));
-    if let Engine::Postgres(url) = &engine {
-        config.database = DatabaseConfig::Postgres(Secret::new(url.clone()));
-    }
-    config.upstreams.insert(
-        "identity".to_owned(),
-        vec![url::Url::parse(&identity).expect("identity URL")],
-    );
-    let (base, catalog_server) = run::<Catalog>(config.clone()).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let identity = bazaar_testkit::identity(dir.path()).await;
+    let mut config = bazaar_testkit::config("catalog", dir.path(), &engine);
+    bazaar_testkit::upstream(&mut config, "identity", &identity);
+    let catalog = bazaar_testkit::start::<Catalog>(config).await;
     App {
-        base,
-        identity,
+        base: catalog.base.clone(),
         http: reqwest::Client::new(),
-        config,
         engine,
-        _servers: vec![catalog_server, identity_server],
-        _dir: dir,
+        catalog,
+        identity,
+        dir,
     }
-}
-
-/// A signed-in user.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub id: String,
-    pub token: String,
 }
 
 impl App {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.catalog.url(path)
     }
 
     /// What this instance's engine is, for assertion messages.
     pub fn on(&self) -> &'static str {
-        match self.engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        }
+        self.engine.name()
     }
 
     /// A new account of `role`, registered and signed in at identity.
-    pub async fn user(&self, role: &str) -> Caller {
-        let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
-        let res = self
-            .http
-            .post(format!("{}/api/v1/auth/register", self.identity))
-            .json(&json!({"email": email, "password": "password123", "name": "Test", "role": role}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(res.status(), 201, "register");
-        let user: Value = res.json().await.expect("user");
-        let res = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.identity))
-            .json(&json!({"email": email, "password": "password123"}))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(res.status(), 200, "login");
-        let tokens: Value = res.json().await.expect("tokens");
-        Caller {
-            id: user["id"].as_str().expect("id").to_owned(),
-            token: tokens["access_token"].as_str().expect("token").to_owned(),
-        }
+    pub async fn user(&self, role: &str) -> User {
+        bazaar_testkit::user(&self.http, &self.identity, role).await
     }
 
     /// `method path` with an optional bearer token and JSON body.
@@ -173,7 +81,7 @@ impl App {
     }
 
     /// Creates a product as `seller`, asserting 201; returns it.
-    pub async fn create(&self, seller: &Caller, body: &Value) -> Value {
+    pub async fn create(&self, seller: &User, body: &Value) -> Value {
         let res = self
             .call(
                 reqwest::Method::POST,
@@ -198,31 +106,19 @@ impl App {
     }
 
     /// Every event of `topics` this catalog published, once `until` holds
-    /// for what was read (or after 15 s, to show what was there).
+    /// for what was read (or after a while, to show what was there).
     pub async fn events(
         &self,
         topics: &[&str],
         until: impl Fn(&[Envelope]) -> bool,
     ) -> Vec<Envelope> {
-        let log = bazaar_bus::embedded::EmbeddedLog::open(&self.config.event_log)
-            .await
-            .expect("the embedded log");
-        let group = format!("test-{}", uuid::Uuid::now_v7().simple());
-        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        let mut consumer = log.consume(&group, &topics).await.expect("consume");
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while !until(&seen) && started.elapsed() < Duration::from_secs(15) {
-            if let Some(delivery) = consumer
-                .next(Duration::from_millis(100))
-                .await
-                .expect("next event")
-            {
-                delivery.acker.ack().await.expect("ack");
-                seen.push(delivery.envelope);
-            }
-        }
-        seen
+        bazaar_testkit::events(
+            &bazaar_testkit::event_log(self.dir.path()),
+            topics,
+            None,
+            until,
+        )
+        .await
     }
 }
 
@@ -236,17 +132,8 @@ pub fn product(title: &str, category: &str, amount: i64) -> Value {
     })
 }
 
-/// Reads a problem+json answer, asserting its media type and status.
+/// Reads a problem+json answer, asserting its media type and status; as
+/// JSON, for the tests that look at its fields by name.
 pub async fn problem(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "status: {text}");
-    assert_eq!(content_type, "application/problem+json", "{text}");
-    serde_json::from_str(&text).expect("problem JSON")
+    serde_json::to_value(bazaar_testkit::problem(res, status).await).expect("problem JSON")
 }

@@ -25,7 +25,7 @@ fn preflight(gw: &Running, origin: &str) -> reqwest::RequestBuilder {
 
 fn preflight_to(gw: &Running, path: &str, origin: &str) -> reqwest::RequestBuilder {
     client()
-        .request(reqwest::Method::OPTIONS, format!("{}{path}", gw.url()))
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", gw.base))
         .header("origin", origin)
         .header("access-control-request-method", "POST")
         .header(
@@ -102,7 +102,7 @@ async fn answers_are_readable_by_allowed_origins_only() {
     let gw = gateway_for(catalog).await;
     let get = |origin: &'static str| {
         client()
-            .get(format!("{}/api/v1/products", gw.url()))
+            .get(format!("{}/api/v1/products", gw.base))
             .header("origin", origin)
             .send()
     };
@@ -130,7 +130,7 @@ async fn answers_are_readable_by_allowed_origins_only() {
 
     // The same-origin storefront sends no Origin on GET; nothing changes.
     let res = client()
-        .get(format!("{}/api/v1/products", gw.url()))
+        .get(format!("{}/api/v1/products", gw.base))
         .send()
         .await
         .unwrap();
@@ -160,7 +160,7 @@ async fn every_answer_carries_the_security_headers() {
         "/favicon.ico",
     ] {
         let res = client()
-            .get(format!("{}{path}", gw.url()))
+            .get(format!("{}{path}", gw.base))
             .send()
             .await
             .unwrap();
@@ -202,7 +202,7 @@ async fn a_wrong_method_on_the_gateways_own_endpoints_is_a_problem_with_headers(
     let gw = gateway_for(catalog).await;
     for path in ["/api/v1/status", "/api/v1/openapi.json"] {
         let res = client()
-            .post(format!("{}{path}", gw.url()))
+            .post(format!("{}{path}", gw.base))
             .send()
             .await
             .unwrap();

@@ -21,7 +21,7 @@ fn settings(burst: u32) -> Settings {
 
 async fn products(gw: &Running) -> reqwest::Response {
     client()
-        .get(format!("{}/api/v1/products", gw.url()))
+        .get(format!("{}/api/v1/products", gw.base))
         .send()
         .await
         .unwrap()
@@ -45,7 +45,7 @@ async fn assert_limited(res: reqwest::Response) {
 #[tokio::test]
 async fn over_the_burst_is_429_with_retry_after() {
     let catalog = upstreams(1).await;
-    let url = catalog[0].url().parse().unwrap();
+    let url = catalog[0].base.parse().unwrap();
     let gw = start_gateway(settings(3), |c| {
         c.upstreams.insert("catalog".into(), vec![url]);
     })
@@ -60,7 +60,7 @@ async fn over_the_burst_is_429_with_retry_after() {
     assert_limited(products(&gw).await).await;
     // Claiming to be someone else does not help: the header is not believed.
     let res = client()
-        .get(format!("{}/api/v1/products", gw.url()))
+        .get(format!("{}/api/v1/products", gw.base))
         .header("x-forwarded-for", "198.51.100.23")
         .send()
         .await
@@ -69,7 +69,7 @@ async fn over_the_burst_is_429_with_retry_after() {
     // The gateway's own API is limited too; operations endpoints never are.
     assert_limited(
         client()
-            .get(format!("{}/api/v1/status", gw.url()))
+            .get(format!("{}/api/v1/status", gw.base))
             .send()
             .await
             .unwrap(),
@@ -78,7 +78,7 @@ async fn over_the_burst_is_429_with_retry_after() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         for _ in 0..5 {
             let res = client()
-                .get(format!("{}{path}", gw.url()))
+                .get(format!("{}{path}", gw.base))
                 .send()
                 .await
                 .unwrap();
@@ -95,7 +95,7 @@ async fn a_signed_in_user_has_a_budget_of_their_own() {
     let (catalog_url, _hits) = counting_catalog().await;
     let gw = gateway_with(&identity_url, &catalog_url, settings(2)).await;
     let call = |token: Option<String>| {
-        let mut request = client().get(format!("{}/api/v1/products", gw.url()));
+        let mut request = client().get(format!("{}/api/v1/products", gw.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -122,11 +122,6 @@ async fn a_signed_in_user_has_a_budget_of_their_own() {
     }
 }
 
-fn redis_url() -> Option<url::Url> {
-    let url = std::env::var("BAZAAR_TEST_REDIS_URL").ok()?;
-    Some(url.parse().expect("BAZAAR_TEST_REDIS_URL is a URL"))
-}
-
 /// A gateway whose buckets live in Redis at `redis` under `prefix`.
 async fn redis_gateway(redis: url::Url, prefix: &str, catalog: &str) -> Running {
     let settings = Settings {
@@ -143,15 +138,14 @@ async fn redis_gateway(redis: url::Url, prefix: &str, catalog: &str) -> Running 
 
 #[tokio::test]
 async fn replicas_share_one_budget_through_redis() {
-    let Some(redis) = redis_url() else {
-        eprintln!("skipped: BAZAAR_TEST_REDIS_URL is unset");
+    let Some(redis) = bazaar_testkit::redis_url() else {
         return;
     };
     // A prefix of its own, so runs and other tests never share buckets.
     let prefix = format!("bazaar-test:{}", uuid::Uuid::now_v7());
     let catalog = upstreams(1).await;
-    let a = redis_gateway(redis.clone(), &prefix, &catalog[0].url()).await;
-    let b = redis_gateway(redis, &prefix, &catalog[0].url()).await;
+    let a = redis_gateway(redis.clone(), &prefix, &catalog[0].base).await;
+    let b = redis_gateway(redis, &prefix, &catalog[0].base).await;
     for (i, gw) in [&a, &b, &a, &b].into_iter().enumerate() {
         assert_eq!(
             products(gw).await.status(),
@@ -165,7 +159,7 @@ async fn replicas_share_one_budget_through_redis() {
     for gw in [&a, &b] {
         assert_eq!(metric(gw, "gateway_rate_limit_fail_open_total").await, 0.0);
         let ready = client()
-            .get(format!("{}/readyz", gw.url()))
+            .get(format!("{}/readyz", gw.base))
             .send()
             .await
             .unwrap();
@@ -173,9 +167,9 @@ async fn replicas_share_one_budget_through_redis() {
     }
     // Another prefix is another fleet, with budgets of its own.
     let c = redis_gateway(
-        redis_url().unwrap(),
+        bazaar_testkit::redis_url().unwrap(),
         &format!("{prefix}-other"),
-        &catalog[0].url(),
+        &catalog[0].base,
     )
     .await;
     assert_eq!(products(&c).await.status(), 200);
@@ -184,14 +178,9 @@ async fn replicas_share_one_budget_through_redis() {
 #[tokio::test]
 async fn redis_down_lets_requests_through_and_stays_ready() {
     // A port that was free a moment ago: nothing answers there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis: url::Url = format!("redis://127.0.0.1:{port}").parse().unwrap();
+    let redis = bazaar_testkit::refused_url("redis");
     let catalog = upstreams(1).await;
-    let gw = redis_gateway(redis, "bazaar-test:down", &catalog[0].url()).await;
+    let gw = redis_gateway(redis, "bazaar-test:down", &catalog[0].base).await;
     for i in 0..8 {
         assert_eq!(
             products(&gw).await.status(),
@@ -203,7 +192,7 @@ async fn redis_down_lets_requests_through_and_stays_ready() {
     // Still ready: a limiter that fails open is no reason to take the
     // gateway out of service; the counter above is how the outage shows.
     let ready = client()
-        .get(format!("{}/readyz", gw.url()))
+        .get(format!("{}/readyz", gw.base))
         .send()
         .await
         .unwrap();

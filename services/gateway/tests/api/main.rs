@@ -6,7 +6,6 @@ mod limits;
 mod openapi;
 mod tokens;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,8 +14,8 @@ use axum::extract::Request;
 use axum::routing::{any, get};
 use bazaar_gateway::{Gateway, Settings};
 use bazaar_platform::config::Config;
-use bazaar_platform::server::{Context, Routes, Server, Service};
-use futures_util::StreamExt as _;
+use bazaar_platform::server::{Context, Routes, Service};
+use bazaar_testkit::{Frame, Open, Running, Sse};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use url::Url;
@@ -103,40 +102,14 @@ async fn stream() -> axum::response::Response {
         .unwrap()
 }
 
-struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
+/// `S` alone in a directory of its own, configured further by `edit`;
+/// a quick drain, for the tests that stop an upstream.
 async fn start<S: Service>(edit: impl FnOnce(&mut Config)) -> Running {
-    bazaar_platform::telemetry::init_for_tests();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_test(S::NAME, dir.path());
-    config.shutdown_timeout = Duration::from_millis(100);
-    edit(&mut config);
-    let server = Server::build::<S>(config).await.unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run_until(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        stop: Some(tx),
-        _dir: dir,
-    }
+    bazaar_testkit::start_alone::<S>(|config| {
+        config.shutdown_timeout = Duration::from_millis(100);
+        edit(config);
+    })
+    .await
 }
 
 tokio::task_local! {
@@ -194,18 +167,9 @@ async fn counting_catalog() -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsi
 
 /// The value of metric `name` (summed over its label sets) in `/metrics`.
 async fn metric(gw: &Running, name: &str) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", gw.url()))
-        .send()
+    bazaar_testkit::scrape(&client(), &gw.base)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum(name, &[])
 }
 
 /// The problem a response carries, checking its media type.
@@ -225,7 +189,7 @@ async fn upstreams(n: usize) -> Vec<Running> {
 async fn gateway(catalog: &[Running]) -> Running {
     let urls = catalog
         .iter()
-        .map(|r| r.url().parse().unwrap())
+        .map(|r| r.base.parse().unwrap())
         .collect::<Vec<_>>();
     start_gateway(Settings::default(), |c| {
         c.upstreams.insert("catalog".into(), urls);
@@ -243,7 +207,7 @@ async fn proxies_method_path_query_body_and_headers() {
     let gw = gateway(&catalog).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let res = client()
-        .patch(format!("{}/api/v1/products/42?x=1&y=2", gw.url()))
+        .patch(format!("{}/api/v1/products/42?x=1&y=2", gw.base))
         .header("authorization", "Bearer abc")
         .header("traceparent", incoming)
         .body("hello")
@@ -275,14 +239,14 @@ async fn unknown_and_absent_services_are_problems() {
     let catalog = upstreams(1).await;
     let gw = gateway(&catalog).await;
     let res = client()
-        .get(format!("{}/api/v1/nothing-here", gw.url()))
+        .get(format!("{}/api/v1/nothing-here", gw.base))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let res = client()
-        .get(format!("{}/api/v1/orders", gw.url()))
+        .get(format!("{}/api/v1/orders", gw.base))
         .send()
         .await
         .unwrap();
@@ -296,7 +260,7 @@ async fn upstream_problems_pass_through() {
     let catalog = upstreams(1).await;
     let gw = gateway(&catalog).await;
     let res = client()
-        .get(format!("{}/api/v1/products/fail", gw.url()))
+        .get(format!("{}/api/v1/products/fail", gw.base))
         .send()
         .await
         .unwrap();
@@ -310,7 +274,7 @@ async fn too_large_bodies_are_refused_before_the_upstream() {
     let catalog = upstreams(1).await;
     let gw = gateway(&catalog).await;
     let res = client()
-        .post(format!("{}/api/v1/products", gw.url()))
+        .post(format!("{}/api/v1/products", gw.base))
         .body(vec![b'x'; 2 * 1024 * 1024])
         .send()
         .await
@@ -327,7 +291,7 @@ async fn balances_over_instances_and_survives_losing_one() {
     let mut seen = std::collections::HashMap::<String, usize>::new();
     for _ in 0..40 {
         let v: Value = http
-            .get(format!("{}/api/v1/products", gw.url()))
+            .get(format!("{}/api/v1/products", gw.base))
             .send()
             .await
             .unwrap()
@@ -340,11 +304,11 @@ async fn balances_over_instances_and_survives_losing_one() {
     }
     assert_eq!(seen.len(), 2, "both instances served: {seen:?}");
 
-    catalog[1].kill();
+    catalog.remove(1).stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..20 {
         let res = http
-            .get(format!("{}/api/v1/products", gw.url()))
+            .get(format!("{}/api/v1/products", gw.base))
             .send()
             .await
             .unwrap();
@@ -354,7 +318,7 @@ async fn balances_over_instances_and_survives_losing_one() {
     }
 
     let status: Value = http
-        .get(format!("{}/api/v1/status", gw.url()))
+        .get(format!("{}/api/v1/status", gw.base))
         .send()
         .await
         .unwrap()
@@ -381,11 +345,11 @@ async fn balances_over_instances_and_survives_losing_one() {
 async fn every_instance_down_is_a_fast_503() {
     let mut catalog = upstreams(1).await;
     let gw = gateway(&catalog).await;
-    catalog[0].kill();
+    catalog.remove(0).stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..8 {
         let res = client()
-            .get(format!("{}/api/v1/products", gw.url()))
+            .get(format!("{}/api/v1/products", gw.base))
             .send()
             .await
             .unwrap();
@@ -398,22 +362,32 @@ async fn every_instance_down_is_a_fast_503() {
 async fn event_streams_pass_through_unbuffered() {
     let catalog = upstreams(1).await;
     let gw = gateway(&catalog).await;
-    let res = client()
-        .get(format!("{}/api/v1/products/stream", gw.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut body = res.bytes_stream();
+    let mut sse = Sse::open(
+        &client(),
+        &gw.url("/api/v1/products/stream"),
+        Open::default(),
+    )
+    .await
+    .expect("a stream");
     // If the gateway buffered the body, the first event would never come
     // while the upstream holds the second back.
-    let first = tokio::time::timeout(Duration::from_secs(20), body.next())
+    let first = sse
+        .frame(Duration::from_secs(20))
         .await
-        .expect("the first event arrives while the upstream is still writing")
-        .unwrap()
-        .unwrap();
-    assert_eq!(&first[..], b"data: first\n\n");
+        .expect("the first event arrives while the upstream is still writing");
+    assert_eq!(first, event("first"));
     RELEASE.notify_one();
-    let second = body.next().await.unwrap().unwrap();
-    assert_eq!(&second[..], b"data: second\n\n");
+    let second = sse
+        .frame(Duration::from_secs(20))
+        .await
+        .expect("the second event");
+    assert_eq!(second, event("second"));
+}
+
+/// A frame with only `data`.
+fn event(data: &str) -> Frame {
+    Frame {
+        data: Some(data.to_owned()),
+        ..Frame::default()
+    }
 }

@@ -10,17 +10,10 @@ use crate::{client, serve, start_gateway, upstreams};
 #[tokio::test]
 async fn the_public_description_merges_every_service() {
     let catalog = upstreams(2).await;
-    let catalog_urls: Vec<url::Url> = catalog.iter().map(|r| r.url().parse().unwrap()).collect();
+    let catalog_urls: Vec<url::Url> = catalog.iter().map(|r| r.base.parse().unwrap()).collect();
     // A service that describes nothing yet, and one that is down.
     let orders = serve(Router::new()).await;
-    let down: url::Url = {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("http://127.0.0.1:{port}").parse().unwrap()
-    };
+    let down = bazaar_testkit::refused_url("http");
     let gw = start_gateway(Settings::default(), move |c| {
         c.upstreams.insert("catalog".into(), catalog_urls);
         c.upstreams.insert("orders".into(), vec![orders]);
@@ -29,7 +22,7 @@ async fn the_public_description_merges_every_service() {
     .await;
 
     let res = client()
-        .get(format!("{}/api/v1/openapi.json", gw.url()))
+        .get(format!("{}/api/v1/openapi.json", gw.base))
         .send()
         .await
         .unwrap();
@@ -59,7 +52,7 @@ async fn the_public_description_merges_every_service() {
 
     // Served again from the cache, the same document.
     let again: Value = client()
-        .get(format!("{}/api/v1/openapi.json", gw.url()))
+        .get(format!("{}/api/v1/openapi.json", gw.base))
         .send()
         .await
         .unwrap()

@@ -82,7 +82,7 @@ pub async fn gateway_with(identity: &Url, catalog: &Url, settings: Settings) -> 
 }
 
 async fn get_products(gw: &Running, token: Option<&str>) -> reqwest::Response {
-    let mut request = client().get(format!("{}/api/v1/products", gw.url()));
+    let mut request = client().get(format!("{}/api/v1/products", gw.base));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -154,7 +154,7 @@ async fn valid_tokens_pass_and_bad_ones_stop_at_the_edge() {
 
     // Login must work for a client still holding a bad token.
     let res = client()
-        .post(format!("{}/api/v1/auth/login", gw.url()))
+        .post(format!("{}/api/v1/auth/login", gw.base))
         .bearer_auth(&bad[2].1)
         .send()
         .await

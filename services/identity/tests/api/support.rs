@@ -2,55 +2,30 @@
 //! client would, and reading what it published.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bazaar_bus::{Broker as _, Envelope};
+use bazaar_bus::Envelope;
 use bazaar_identity::Identity;
-use bazaar_platform::Problem;
-use bazaar_platform::config::{Config, DatabaseConfig, Secret};
-use bazaar_platform::server::{Server, Service};
+use bazaar_platform::config::Config;
+use bazaar_platform::server::Service;
+use bazaar_testkit::Running;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// Which database a test instance uses.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    Sqlite,
-    Postgres(url::Url),
-}
-
-/// SQLite always; PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set,
-/// each call a new database of its own.
-pub fn engines() -> Vec<Engine> {
-    let mut engines = vec![Engine::Sqlite];
-    match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
-        Ok(base) if !base.is_empty() => {
-            let mut url = url::Url::parse(&base).expect("BAZAAR_TEST_POSTGRES_URL is a URL");
-            url.set_path(&format!("/bazaar_test_{}", uuid::Uuid::now_v7().simple()));
-            engines.push(Engine::Postgres(url));
-        }
-        _ => eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset"),
-    }
-    engines
-}
+pub use bazaar_testkit::{Engine, engines, problem};
 
 /// The configuration of a test instance in `dir` on `engine`.
 pub fn config(dir: &std::path::Path, engine: &Engine) -> Config {
     let mut config = Config::for_test("identity", dir);
-    if let Engine::Postgres(url) = engine {
-        config.database = DatabaseConfig::Postgres(Secret::new(url.clone()));
-    }
+    engine.configure(&mut config);
     config
 }
 
 /// One running identity.
 pub struct App {
-    pub base: String,
     pub http: reqwest::Client,
     pub config: Config,
     pub engine: Engine,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    running: Running,
     dir: Arc<TempDir>,
 }
 
@@ -78,22 +53,11 @@ pub async fn start(config: Config, engine: Engine, dir: Arc<TempDir>) -> App {
 /// As [`start`], with the service `S` (identity built with settings of a
 /// test's own).
 pub async fn start_as<S: Service>(config: Config, engine: Engine, dir: Arc<TempDir>) -> App {
-    bazaar_platform::telemetry::init_for_tests();
-    let server = Server::build::<S>(config.clone())
-        .await
-        .expect("identity builds");
-    let base = format!("http://{}", server.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(server.run_until(async move {
-        let _ = rx.await;
-    }));
     App {
-        base,
+        running: bazaar_testkit::start::<S>(config.clone()).await,
         http: reqwest::Client::new(),
         config,
         engine,
-        stop: Some(tx),
-        done: Some(done),
         dir,
     }
 }
@@ -109,15 +73,12 @@ pub struct Tokens {
 
 impl App {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.running.url(path)
     }
 
     /// What this instance's engine is, for assertion messages.
     pub fn on(&self) -> &'static str {
-        match self.engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        }
+        self.engine.name()
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -183,55 +144,18 @@ impl App {
     }
 
     /// Stops the server (draining it) and hands back what restarts it.
-    pub async fn stop(mut self) -> (Config, Engine, Arc<TempDir>) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            done.await
-                .expect("server task")
-                .expect("server stopped cleanly");
-        }
-        (self.config.clone(), self.engine.clone(), self.dir.clone())
+    pub async fn stop(self) -> (Config, Engine, Arc<TempDir>) {
+        self.running.stop().await;
+        (self.config, self.engine, self.dir)
     }
 
     /// Every event of `topics` this instance published, once `until` holds
-    /// for what was read (or after 15 s, to show what was there).
+    /// for what was read (or after a while, to show what was there).
     pub async fn events(
         &self,
         topics: &[&str],
         until: impl Fn(&[Envelope]) -> bool,
     ) -> Vec<Envelope> {
-        let log = bazaar_bus::embedded::EmbeddedLog::open(&self.config.event_log)
-            .await
-            .expect("the embedded log");
-        // A new group replays the log from its beginning.
-        let group = format!("test-{}", uuid::Uuid::now_v7().simple());
-        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        let mut consumer = log.consume(&group, &topics).await.expect("consume");
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while !until(&seen) && started.elapsed() < Duration::from_secs(15) {
-            if let Some(delivery) = consumer
-                .next(Duration::from_millis(100))
-                .await
-                .expect("next event")
-            {
-                delivery.acker.ack().await.expect("ack");
-                seen.push(delivery.envelope);
-            }
-        }
-        seen
+        bazaar_testkit::events(&self.config.event_log, topics, None, until).await
     }
-}
-
-/// Reads a problem+json answer, asserting its media type and status.
-pub async fn problem(res: reqwest::Response, status: u16) -> Problem {
-    assert_eq!(res.status(), status, "status");
-    assert_eq!(
-        res.headers()["content-type"],
-        "application/problem+json",
-        "not a problem document"
-    );
-    res.json().await.expect("problem JSON")
 }

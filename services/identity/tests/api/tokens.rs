@@ -94,24 +94,14 @@ async fn refreshing_rotates_and_a_reused_token_revokes_its_family() {
         }
 
         // Replays are counted apart from other refusals: they mean a leak.
-        let metrics = app
-            .call(Method::GET, "/metrics", None)
-            .await
-            .text()
-            .await
-            .expect("metrics");
-        let count = |outcome: &str| {
-            let label = format!("outcome=\"{outcome}\"");
-            metrics
-                .lines()
-                .find(|l| l.starts_with("identity_refreshes_total{") && l.contains(&label))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let metrics = bazaar_testkit::scrape(&app.http, &app.url("")).await;
+        let count =
+            |outcome: &str| metrics.sum("identity_refreshes_total", &[("outcome", outcome)]) as u64;
         assert_eq!(
             (count("rotated"), count("replayed"), count("refused")),
             (3, 2, 3),
-            "{metrics}"
+            "{}",
+            metrics.text
         );
     }
 }

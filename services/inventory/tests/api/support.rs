@@ -2,17 +2,17 @@
 //! fresh database, feeding it catalog events, calling it as clients would
 //! and reading what it published.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bazaar_bus::{Broker as _, Envelope};
+use bazaar_bus::Envelope;
 use bazaar_events::catalog::{ProductCreated, ProductDeleted};
-use bazaar_platform::Problem;
-use bazaar_platform::config::{Config, DatabaseConfig, Secret};
+use bazaar_platform::config::Config;
 use bazaar_platform::db::Migrations;
-use bazaar_platform::server::{Context, Routes, Server, Service};
+use bazaar_platform::server::{Context, Routes, Service};
 use bazaar_proto::inventory::v1 as pb;
 use bazaar_proto::inventory::v1::inventory_client::InventoryClient;
-use serde_json::{Value, json};
+use bazaar_testkit::{Engine, Running, User};
+use serde_json::Value;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -40,54 +40,15 @@ impl<const TTL_MS: u64> Service for Tuned<TTL_MS> {
 /// The default: reservations held 10 minutes.
 pub type Standard = Tuned<600_000>;
 
-/// Which database a test instance uses.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    Sqlite,
-    Postgres(url::Url),
-}
-
-/// SQLite always; PostgreSQL too when `BAZAAR_TEST_POSTGRES_URL` is set,
-/// each call a new database of its own.
-pub fn engines() -> Vec<Engine> {
-    let mut engines = vec![Engine::Sqlite];
-    match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
-        Ok(base) if !base.is_empty() => {
-            let mut url = url::Url::parse(&base).expect("BAZAAR_TEST_POSTGRES_URL is a URL");
-            url.set_path(&format!("/bazaar_test_{}", Uuid::now_v7().simple()));
-            engines.push(Engine::Postgres(url));
-        }
-        _ => eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset"),
-    }
-    engines
-}
-
-struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn run<S: Service>(config: Config) -> (String, Running) {
-    let server = Server::build::<S>(config)
-        .await
-        .unwrap_or_else(|e| panic!("{} builds: {e:#}", S::NAME));
-    let base = format!("http://{}", server.local_addr());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(server.run_until(async move {
-        let _ = rx.await;
-    }));
-    (base, Running { stop, done })
-}
-
 /// One running inventory, with its identity.
 pub struct App {
     pub base: String,
-    pub identity: String,
     pub http: reqwest::Client,
     pub grpc: InventoryClient<Channel>,
     pub config: Config,
     pub engine: Engine,
-    servers: Vec<Running>,
+    inventory: Running,
+    identity: Running,
     _dir: TempDir,
 }
 
@@ -99,7 +60,7 @@ pub async fn apps() -> Vec<App> {
 /// One inventory `S` per engine.
 pub async fn apps_of<S: Service>() -> Vec<App> {
     let mut apps = Vec::new();
-    for engine in engines() {
+    for engine in bazaar_testkit::engines() {
         apps.push(spawn::<S>(engine).await);
     }
     apps
@@ -107,92 +68,44 @@ pub async fn apps_of<S: Service>() -> Vec<App> {
 
 /// A fresh identity and inventory `S` on `engine`, sharing an event log.
 pub async fn spawn<S: Service>(engine: Engine) -> App {
-    bazaar_platform::telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("temporary directory");
-    let event_log = dir.path().join("events.db");
-
-    let mut identity_config = Config::for_test("identity", dir.path().join("identity"));
-    identity_config.event_log = event_log.clone();
-    let (identity, identity_running) = run::<bazaar_identity::Identity>(identity_config).await;
-
-    let mut config = Config::for_test("inventory", dir.path().join("inventory"));
-    config.event_log = event_log;
-    config.upstreams.insert(
-        "identity".to_owned(),
-        vec![url::Url::parse(&identity).expect("identity URL")],
-    );
-    if let Engine::Postgres(url) = &engine {
-        config.database = DatabaseConfig::Postgres(Secret::new(url.clone()));
-    }
-    let (base, running) = run::<S>(config.clone()).await;
-    let grpc = InventoryClient::connect(base.clone())
+    let identity = bazaar_testkit::identity(dir.path()).await;
+    let mut config = bazaar_testkit::config("inventory", dir.path(), &engine);
+    bazaar_testkit::upstream(&mut config, "identity", &identity);
+    let inventory = bazaar_testkit::start::<S>(config.clone()).await;
+    let grpc = InventoryClient::connect(inventory.base.clone())
         .await
         .expect("gRPC channel to inventory");
     App {
-        base,
-        identity,
+        base: inventory.base.clone(),
         http: reqwest::Client::new(),
         grpc,
         config,
         engine,
-        servers: vec![running, identity_running],
+        inventory,
+        identity,
         _dir: dir,
     }
 }
 
-/// A signed-in user: id and access token.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub token: String,
-}
-
 impl App {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.inventory.url(path)
     }
 
     /// What this instance's engine is, for assertion messages.
     pub fn on(&self) -> &'static str {
-        match self.engine {
-            Engine::Sqlite => "sqlite",
-            Engine::Postgres(_) => "postgres",
-        }
+        self.engine.name()
     }
 
     /// A new account of `role` at identity, signed in.
     pub async fn user(&self, role: &str) -> User {
-        let email = format!("{role}-{}@example.com", Uuid::now_v7().simple());
-        let res = self
-            .http
-            .post(format!("{}/api/v1/auth/register", self.identity))
-            .json(&json!({"email": email, "password": "password123", "name": "Test", "role": role}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(res.status(), 201, "register");
-        let user: Value = res.json().await.expect("user JSON");
-        let res = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.identity))
-            .json(&json!({"email": email, "password": "password123"}))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(res.status(), 200, "login");
-        let tokens: Value = res.json().await.expect("tokens JSON");
-        User {
-            id: user["id"].as_str().expect("id").to_owned(),
-            token: tokens["access_token"].as_str().expect("token").to_owned(),
-        }
+        bazaar_testkit::user(&self.http, &self.identity, role).await
     }
 
     /// Publishes `envelope` into the event log inventory consumes.
     pub async fn publish(&self, envelope: &Envelope) {
-        let log = bazaar_bus::embedded::EmbeddedLog::open(&self.config.event_log)
-            .await
-            .expect("the embedded log");
-        log.publish(envelope).await.expect("publish");
+        bazaar_testkit::publish(&self.config.event_log, envelope).await;
     }
 
     /// Announces a new product of `seller` with `initial_stock` units, as
@@ -201,7 +114,7 @@ impl App {
         let product = Uuid::now_v7();
         let event = ProductCreated {
             product_id: product,
-            seller_id: Uuid::parse_str(&seller.id).expect("seller id"),
+            seller_id: seller.uuid(),
             title: "Kettle".into(),
             price_amount: 2999,
             currency: "EUR".into(),
@@ -222,28 +135,21 @@ impl App {
     pub async fn delete_product(&self, seller: &User, product: Uuid) {
         let event = ProductDeleted {
             product_id: product,
-            seller_id: Uuid::parse_str(&seller.id).expect("seller id"),
+            seller_id: seller.uuid(),
         };
         let envelope =
             Envelope::new("catalog", Some(&product.to_string()), &event).expect("envelope");
         self.publish(&envelope).await;
     }
 
-    /// Polls `condition` until it holds; panics after 15 s.
+    /// Polls `condition` until it holds; panics naming `what` (and the
+    /// engine) after a while.
     pub async fn eventually<F, Fut>(&self, what: &str, condition: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let started = Instant::now();
-        while !condition().await {
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "{what}: not within 15 s on {}",
-                self.on()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        bazaar_testkit::eventually(&format!("{what} on {}", self.on()), condition).await;
     }
 
     /// `GET /api/v1/inventory/{product}`.
@@ -329,78 +235,29 @@ impl App {
     }
 
     /// Every event of `topic` about `subject` in the log, once `until`
-    /// holds for what was read (or after 15 s, to show what was there).
+    /// holds for what was read (or after a while, to show what was there).
     pub async fn events(
         &self,
         topic: &str,
         subject: &str,
         until: impl Fn(&[Envelope]) -> bool,
     ) -> Vec<Envelope> {
-        let log = bazaar_bus::embedded::EmbeddedLog::open(&self.config.event_log)
-            .await
-            .expect("the embedded log");
-        // A new group replays the log from its beginning.
-        let group = format!("test-{}", Uuid::now_v7().simple());
-        let mut consumer = log
-            .consume(&group, &[topic.to_owned()])
-            .await
-            .expect("consume");
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while !until(&seen) && started.elapsed() < Duration::from_secs(15) {
-            if let Some(delivery) = consumer
-                .next(Duration::from_millis(100))
-                .await
-                .expect("next event")
-            {
-                delivery.acker.ack().await.expect("ack");
-                if delivery.envelope.subject.as_deref() == Some(subject) {
-                    seen.push(delivery.envelope);
-                }
-            }
-        }
-        seen
+        bazaar_testkit::events(&self.config.event_log, &[topic], Some(subject), until).await
     }
 
     /// The value of `inventory_reservations_total` for `outcome` in
     /// `/metrics` (0 when not counted yet).
     pub async fn reservations_counted(&self, outcome: &str) -> u64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
+        bazaar_testkit::scrape(&self.http, &self.base)
             .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let label = format!("outcome=\"{outcome}\"");
-        text.lines()
-            .find(|l| l.starts_with("inventory_reservations_total{") && l.contains(&label))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0, |v| v.parse().expect("a counter value"))
+            .sum("inventory_reservations_total", &[("outcome", outcome)]) as u64
     }
 
     /// Stops both servers, draining them.
     pub async fn stop(self) {
-        for running in self.servers {
-            let _ = running.stop.send(());
-            running
-                .done
-                .await
-                .expect("server task")
-                .expect("server stopped cleanly");
-        }
+        self.inventory.stop().await;
+        self.identity.stop().await;
     }
 }
 
-/// Reads a problem+json answer, asserting its media type and status.
-pub async fn problem(res: reqwest::Response, status: u16) -> Problem {
-    assert_eq!(res.status(), status, "status");
-    assert_eq!(
-        res.headers()["content-type"],
-        "application/problem+json",
-        "not a problem document"
-    );
-    res.json().await.expect("problem JSON")
-}
+pub use bazaar_testkit::problem;

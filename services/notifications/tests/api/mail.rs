@@ -267,7 +267,9 @@ async fn e_mail_goes_through_smtp_when_configured() {
     assert!(message.body_text(0).unwrap().contains("Out of stock."));
     // Sent, so not sent again; and no files.
     eventually("the e-mail is marked sent", || async {
-        bazaar_testkit::metric(&world.http, &app.base, "notifications_mail_total", "sent").await
+        bazaar_testkit::scrape(&world.http, &app.base)
+            .await
+            .sum("notifications_mail_total", &[("outcome", "sent")])
             == 1.0
     })
     .await;

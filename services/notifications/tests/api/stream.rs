@@ -9,7 +9,7 @@ use bazaar_notifications::Settings;
 use bazaar_testkit::{Engine, PATIENCE, engines, problem};
 use uuid::Uuid;
 
-use crate::support::{BrokerKind, Open, Sse, World, brokers, settings, stock_low, wait_for};
+use crate::support::{BrokerKind, Open, World, brokers, connect, settings, stock_low, wait_for};
 
 #[tokio::test]
 async fn a_stream_gets_what_comes_after_it_connected_and_resumes_after_a_reconnect() {
@@ -38,7 +38,7 @@ async fn a_stream_gets_what_comes_after_it_connected_and_resumes_after_a_reconne
         })
         .await;
 
-        let mut sse = Sse::open(http, &url, token).await.expect("a stream");
+        let mut sse = connect(http, &url, token).await.expect("a stream");
         let p1 = Uuid::now_v7();
         world.bus.publish(&stock_low(p1, seller.uuid(), 8)).await;
         let e1 = sse.event(PATIENCE).await.expect("the new one");
@@ -60,7 +60,7 @@ async fn a_stream_gets_what_comes_after_it_connected_and_resumes_after_a_reconne
         world.bus.publish(&stock_low(p3, seller.uuid(), 6)).await;
         wait_for(http, &app.base, &seller, "four", PATIENCE, |i| i.len() == 4).await;
 
-        let mut sse = Sse::open(
+        let mut sse = connect(
             http,
             &url,
             Open {
@@ -101,7 +101,7 @@ async fn the_stream_takes_its_token_from_the_query_too() {
     let ann = world.user("customer").await;
     let url = app.url("/api/v1/notifications/stream");
 
-    let refused = |how: Open<'static>| Sse::open(http, &url, how);
+    let refused = |how: Open<'static>| connect(http, &url, how);
     let res = refused(Open::default()).await.err().expect("no token: 401");
     problem(res, 401).await;
     let res = refused(Open {
@@ -113,7 +113,7 @@ async fn the_stream_takes_its_token_from_the_query_too() {
     .expect("a forged token: 401");
     problem(res, 401).await;
 
-    let mut sse = Sse::open(
+    let mut sse = connect(
         http,
         &url,
         Open {
@@ -133,7 +133,7 @@ async fn the_stream_takes_its_token_from_the_query_too() {
     drop(sse);
 
     // The header wins over the query.
-    Sse::open(
+    connect(
         http,
         &url,
         Open {
@@ -145,7 +145,7 @@ async fn the_stream_takes_its_token_from_the_query_too() {
     .await
     .expect("the header's token is used");
     // A resume point that is no notification id.
-    let res = Sse::open(
+    let res = connect(
         http,
         &url,
         Open {
@@ -183,7 +183,7 @@ async fn a_client_on_one_replica_sees_what_another_handled() {
                 let url = format!("{base}/api/v1/notifications/stream");
                 let token = seller.token.clone();
                 async move {
-                    Sse::open(
+                    connect(
                         http,
                         &url,
                         Open {
@@ -202,8 +202,9 @@ async fn a_client_on_one_replica_sees_what_another_handled() {
             // handled some.
             let mut published = HashSet::new();
             let handled = |base: String| async move {
-                bazaar_testkit::metric(http, &base, "notifications_created_total", "stock_low")
+                bazaar_testkit::scrape(http, &base)
                     .await
+                    .sum("notifications_created_total", &[("kind", "stock_low")])
             };
             let started = Instant::now();
             loop {
@@ -275,7 +276,7 @@ async fn streams_pass_through_the_gateway_for_as_long_as_they_last() {
     let seller = world.user("seller").await;
     let url = gateway.url("/api/v1/notifications/stream");
 
-    let mut sse = Sse::open(
+    let mut sse = connect(
         http,
         &url,
         Open {
@@ -311,7 +312,7 @@ async fn streams_pass_through_the_gateway_for_as_long_as_they_last() {
 
     // EventSource's way: the token in the query passes the edge (which
     // checks only headers) and notifications checks it.
-    let mut sse = Sse::open(
+    let mut sse = connect(
         http,
         &url,
         Open {
@@ -329,7 +330,7 @@ async fn streams_pass_through_the_gateway_for_as_long_as_they_last() {
     let event = sse.event(PATIENCE).await.expect("a notification");
     assert_eq!(event.json()["link"], format!("/products/{product}"));
     drop(sse);
-    let res = Sse::open(
+    let res = connect(
         http,
         &url,
         Open {

@@ -1,10 +1,9 @@
 //! What the tests stand on: a world of one test (its directory, an identity
 //! for tokens, the broker its events travel through, the database engine),
 //! notifications started in it (killable like a crashed process, too), the
-//! events other services would publish, and a Server-Sent Events client.
+//! events other services would publish, and its live stream opened.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,7 @@ use bazaar_notifications::{Notifications, Settings};
 use bazaar_platform::config::Config;
 use bazaar_platform::db::Migrations;
 use bazaar_platform::server::{Context, Routes, Server, Service};
-use bazaar_testkit::{Engine, Running, User};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt as _};
+use bazaar_testkit::{Engine, NatsStream, Running, Sse, User};
 use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -79,10 +76,7 @@ impl BrokerKind {
 /// The embedded log always; NATS too when `BAZAAR_TEST_NATS_URL` is set.
 pub fn brokers() -> Vec<BrokerKind> {
     let mut all = vec![BrokerKind::Embedded];
-    match std::env::var("BAZAAR_TEST_NATS_URL") {
-        Ok(url) if !url.is_empty() => all.push(BrokerKind::Nats(url)),
-        _ => eprintln!("NATS part skipped: BAZAAR_TEST_NATS_URL is unset"),
-    }
+    all.extend(bazaar_testkit::nats_url().map(BrokerKind::Nats));
     all
 }
 
@@ -90,8 +84,8 @@ pub fn brokers() -> Vec<BrokerKind> {
 pub struct Bus {
     pub kind: BrokerKind,
     broker: Arc<dyn Broker>,
-    /// The NATS stream to delete afterwards.
-    stream: Option<String>,
+    /// The NATS stream of the test's own, deleted when the bus is dropped.
+    stream: Option<NatsStream>,
     log: PathBuf,
 }
 
@@ -106,8 +100,8 @@ impl Bus {
                 log,
             },
             BrokerKind::Nats(url) => {
-                let stream = format!("T{}", Uuid::now_v7().simple()).to_uppercase();
-                let broker = NatsBroker::connect(url, &stream)
+                let stream = NatsStream::new(url);
+                let broker = NatsBroker::connect(url, &stream.name)
                     .await
                     .expect("NATS at BAZAAR_TEST_NATS_URL");
                 Self {
@@ -123,8 +117,8 @@ impl Bus {
     /// Points a service's `config` at this broker.
     pub fn configure(&self, config: &mut Config) {
         config.event_log = self.log.clone();
-        if let (BrokerKind::Nats(url), Some(stream)) = (&self.kind, &self.stream) {
-            let url = format!("{}/{stream}", url.trim_end_matches('/'));
+        if let Some(stream) = &self.stream {
+            let url = format!("{}/{}", stream.url.trim_end_matches('/'), stream.name);
             config.nats_url = Some(url::Url::parse(&url).expect("a NATS URL"));
         }
     }
@@ -132,31 +126,6 @@ impl Bus {
     /// Publishes `envelope` as its producer's relay would.
     pub async fn publish(&self, envelope: &Envelope) {
         self.broker.publish(envelope).await.expect("publish");
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let (BrokerKind::Nats(url), Some(stream)) = (self.kind.clone(), self.stream.take()) else {
-            return;
-        };
-        // Drop cannot await; a short-lived runtime on its own thread can.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(client) = async_nats::connect(&url).await {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(&stream)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -447,132 +416,21 @@ pub fn of_kind<'a>(items: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 // ---- Server-Sent Events ----
 
-/// One block of a `text/event-stream`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Frame {
-    pub id: Option<String>,
-    pub event: Option<String>,
-    pub data: Option<String>,
-    /// Comment lines (`: ...`), e.g. keep-alives.
-    pub comments: Vec<String>,
-}
+pub use bazaar_testkit::Open;
 
-impl Frame {
-    /// The data as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(self.data.as_deref().expect("data")).expect("JSON data")
-    }
-}
-
-/// A reader of one `text/event-stream` response.
-pub struct Sse {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buffer: String,
-}
-
-/// How a stream is opened.
-#[derive(Default)]
-pub struct Open<'a> {
-    /// As `Authorization: Bearer`.
-    pub token: Option<&'a str>,
-    /// As `?access_token=`.
-    pub query_token: Option<&'a str>,
-    /// As `Last-Event-ID`.
-    pub last_event_id: Option<&'a str>,
-}
-
-impl Sse {
-    /// Opens `url` (a stream endpoint); the response, when it is not 200.
-    pub async fn open(
-        http: &reqwest::Client,
-        url: &str,
-        how: Open<'_>,
-    ) -> Result<Self, reqwest::Response> {
-        let mut url = url::Url::parse(url).expect("a stream URL");
-        if let Some(token) = how.query_token {
-            url.query_pairs_mut().append_pair("access_token", token);
-        }
-        let mut request = http.get(url).header("accept", "text/event-stream");
-        if let Some(token) = how.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(id) = how.last_event_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = request.send().await.expect("GET stream");
-        if response.status() != 200 {
-            return Err(response);
-        }
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/event-stream",
-            "the stream's media type"
-        );
-        let mut sse = Self {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        };
-        // The service says it is listening before anything else.
-        let first = sse
-            .frame(Duration::from_secs(10))
-            .await
-            .expect("the stream's first frame");
-        assert_eq!(first.comments, ["connected"], "{first:?}");
-        Ok(sse)
-    }
-
-    /// The next frame, within `patience`; `None` if none came or the
-    /// stream ended.
-    pub async fn frame(&mut self, patience: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                return Some(parse(&block));
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.body.next())
-                .await
-                .ok()??
-                .expect("the stream's bytes");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        }
-    }
-
-    /// The next event (keep-alives and other comments skipped), within
-    /// `patience`.
-    pub async fn event(&mut self, patience: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame = self.frame(left).await?;
-            if frame.data.is_some() {
-                return Some(frame);
-            }
-        }
-    }
-}
-
-fn parse(block: &str) -> Frame {
-    let mut frame = Frame::default();
-    for line in block.lines() {
-        if let Some(comment) = line.strip_prefix(':') {
-            frame.comments.push(comment.trim().to_owned());
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-        match field {
-            "id" => frame.id = Some(value),
-            "event" => frame.event = Some(value),
-            "data" => {
-                frame.data = Some(match frame.data.take() {
-                    Some(before) => format!("{before}\n{value}"),
-                    None => value,
-                });
-            }
-            _ => {}
-        }
-    }
-    frame
+/// Opens `user`'s stream at `url` as `how` says (the response, when it is
+/// not 200), past the `: connected` comment the service sends before
+/// anything else.
+pub async fn connect(
+    http: &reqwest::Client,
+    url: &str,
+    how: Open<'_>,
+) -> Result<Sse, reqwest::Response> {
+    let mut sse = Sse::open(http, url, how).await?;
+    let first = sse
+        .frame(Duration::from_secs(10))
+        .await
+        .expect("the stream's first frame");
+    assert_eq!(first.comments, ["connected"], "{first:?}");
+    Ok(sse)
 }

@@ -110,25 +110,15 @@ pub struct Fleet {
     pub dir: TempDir,
 }
 
-/// An address nothing listens on.
-async fn dead_address() -> url::Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let addr = listener.local_addr().expect("an address");
-    drop(listener);
-    url::Url::parse(&format!("http://{addr}")).expect("a URL")
-}
-
 /// Adds `running` (or, when it is not, an address that refuses
 /// connections) as upstream `name` of `config`.
-async fn upstream_or_dead(config: &mut Config, name: &str, running: Option<&Running>) {
+fn upstream_or_dead(config: &mut Config, name: &str, running: Option<&Running>) {
     match running {
         Some(running) => bazaar_testkit::upstream(config, name, running),
         None => {
             config
                 .upstreams
-                .insert(name.to_owned(), vec![dead_address().await]);
+                .insert(name.to_owned(), vec![bazaar_testkit::refused_url("http")]);
         }
     }
 }
@@ -164,8 +154,8 @@ pub async fn fleet_with<O: Service, P: Service>(engine: Engine, payments: Up, ca
     bazaar_testkit::upstream(&mut orders_config, "identity", &identity);
     bazaar_testkit::upstream(&mut orders_config, "catalog", &catalog);
     bazaar_testkit::upstream(&mut orders_config, "inventory", &inventory);
-    upstream_or_dead(&mut orders_config, "cart", cart.as_ref()).await;
-    upstream_or_dead(&mut orders_config, "payments", payments.as_ref()).await;
+    upstream_or_dead(&mut orders_config, "cart", cart.as_ref());
+    upstream_or_dead(&mut orders_config, "payments", payments.as_ref());
     let orders = bazaar_testkit::start::<O>(orders_config.clone()).await;
     let seller = bazaar_testkit::user(&http, &identity, "seller").await;
     Fleet {
@@ -439,7 +429,7 @@ impl Fleet {
     pub async fn events(&self, topic: &str, until: impl Fn(&[Envelope]) -> bool) -> Vec<Envelope> {
         bazaar_testkit::events(
             &bazaar_testkit::event_log(self.dir.path()),
-            topic,
+            &[topic],
             None,
             until,
         )
@@ -455,13 +445,9 @@ impl Fleet {
 
     /// `orders_sagas_total{outcome}` of the running orders.
     pub async fn sagas_counted(&self, outcome: &str) -> f64 {
-        bazaar_testkit::metric(
-            &self.http,
-            &self.orders().base,
-            "orders_sagas_total",
-            &format!("outcome=\"{outcome}\""),
-        )
-        .await
+        bazaar_testkit::scrape(&self.http, &self.orders().base)
+            .await
+            .sum("orders_sagas_total", &[("outcome", outcome)])
     }
 
     /// Kills orders without a drain, as a crash would.

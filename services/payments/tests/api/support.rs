@@ -3,9 +3,9 @@
 //! it recorded and published.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bazaar_bus::{Broker as _, Envelope, Event as _};
+use bazaar_bus::{Envelope, Event as _};
 use bazaar_events::payments::{
     PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
@@ -332,34 +332,19 @@ impl App {
             .await
             .expect("the sentinel authorization");
         let sentinel = sentinel.to_string();
-        let log = bazaar_bus::embedded::EmbeddedLog::open(&self.config.event_log)
-            .await
-            .expect("the embedded log");
-        // A new group replays the log from its beginning.
-        let group = format!("test-{}", Uuid::now_v7().simple());
-        let topics: Vec<String> = TOPICS.iter().map(|t| (*t).to_owned()).collect();
-        let mut consumer = log.consume(&group, &topics).await.expect("consume");
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        loop {
-            assert!(
-                started.elapsed() < bazaar_testkit::PATIENCE,
+        let is_sentinel = |e: &Envelope| e.subject.as_deref() == Some(sentinel.as_str());
+        let mut seen = bazaar_testkit::events(&self.config.event_log, &TOPICS, None, |seen| {
+            seen.iter().any(is_sentinel)
+        })
+        .await;
+        let Some(at) = seen.iter().position(is_sentinel) else {
+            panic!(
                 "the sentinel event was not published on {}; saw {seen:?}",
                 self.on()
             );
-            let Some(delivery) = consumer
-                .next(Duration::from_millis(100))
-                .await
-                .expect("next event")
-            else {
-                continue;
-            };
-            delivery.acker.ack().await.expect("ack");
-            if delivery.envelope.subject.as_deref() == Some(sentinel.as_str()) {
-                return seen;
-            }
-            seen.push(delivery.envelope);
-        }
+        };
+        seen.truncate(at);
+        seen
     }
 
     /// The value of `payments_operations_total` for `op` and `outcome`.
@@ -384,21 +369,10 @@ impl App {
 /// The value of `payments_operations_total` for `op` and `outcome` in the
 /// metrics of the instance at `base` (0 when not counted yet).
 pub async fn counted_at(http: &reqwest::Client, base: &str, op: &str, outcome: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let (op, outcome) = (format!("op=\"{op}\""), format!("outcome=\"{outcome}\""));
-    text.lines()
-        .find(|l| {
-            l.starts_with("payments_operations_total{") && l.contains(&op) && l.contains(&outcome)
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().expect("a sample value"))
+    bazaar_testkit::scrape(http, base).await.sum(
+        "payments_operations_total",
+        &[("op", op), ("outcome", outcome)],
+    )
 }
 
 fn order_ref(order: impl ToString) -> pb::OrderRef {
