@@ -202,44 +202,4 @@ impl ServiceDb {
     }
 }
 
-pub use bazaar_testkit::free_port;
-
-/// `nats-server` from PATH, or Debian's /usr/sbin/nats-server.
-pub fn nats_server_binary() -> Option<std::path::PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let sbin = std::path::PathBuf::from("/usr/sbin/nats-server");
-        sbin.is_file().then_some(sbin)
-    })
-}
-
-/// Starts a private JetStream server on `port` storing in `dir`, and waits
-/// until it accepts connections.
-pub async fn start_nats(
-    binary: &std::path::Path,
-    port: u16,
-    dir: &std::path::Path,
-) -> tokio::process::Child {
-    let child = tokio::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start on port {port}");
-}
+pub use bazaar_testkit::{free_port, nats_server_binary, start_nats};

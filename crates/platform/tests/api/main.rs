@@ -246,15 +246,9 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn readiness_fails_when_a_dependency_is_down() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let redis = bazaar_testkit::refused_url("redis");
     let app = spawn_with(|c| {
-        c.redis_url = Some(bazaar_platform::config::Secret::new(
-            format!("redis://127.0.0.1:{port}").parse().unwrap(),
-        ));
+        c.redis_url = Some(bazaar_platform::config::Secret::new(redis));
     })
     .await;
     let res = app.http.get(app.url("/readyz")).send().await.unwrap();
@@ -472,14 +466,11 @@ async fn replicas_share_a_port_with_reuseport() {
         assert_eq!(res.status(), 200);
     }
     let served = |app: &App| {
-        let url = app.url("/metrics");
-        let http = app.http.clone();
+        let (http, base) = (app.http.clone(), app.base.clone());
         async move {
-            let text = http.get(url).send().await.unwrap().text().await.unwrap();
-            text.lines()
-                .find(|l| l.starts_with("http_requests_total") && l.contains(r#"route="/healthz""#))
-                .and_then(|l| l.rsplit(' ').next())
-                .map_or(0, |n| n.parse::<u64>().unwrap())
+            bazaar_testkit::scrape(&http, &base)
+                .await
+                .sum("http_requests_total", &[("route", "/healthz")]) as u64
         }
     };
     let (na, nb) = (served(&a).await, served(&b).await);
@@ -489,12 +480,9 @@ async fn replicas_share_a_port_with_reuseport() {
 
 #[tokio::test]
 async fn postgres_database_is_created_and_migrated() {
-    let Ok(base) = std::env::var("BAZAAR_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: BAZAAR_TEST_POSTGRES_URL is unset");
+    let Some(url) = bazaar_testkit::postgres_database() else {
         return;
     };
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&format!("/bazaar_test_{}", uuid::Uuid::now_v7().simple()));
     let app = spawn_with(|c| {
         c.database = bazaar_platform::config::DatabaseConfig::Postgres(
             bazaar_platform::config::Secret::new(url),
@@ -593,45 +581,13 @@ async fn events_from_a_request_reach_handlers_in_the_same_trace() {
 
 #[tokio::test]
 async fn readiness_follows_the_broker() {
-    let Some(binary) = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .iter()
-    .map(std::path::PathBuf::from)
-    .find(|p| p.is_file()) else {
+    let Some(binary) = bazaar_testkit::nats_server_binary() else {
         eprintln!("skipped: no nats-server binary on this machine");
         return;
     };
     let store = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = || {
-        let mut child = tokio::process::Command::new(&binary);
-        child
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        async move {
-            let child = child.spawn().unwrap();
-            for _ in 0..100 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            child
-        }
-    };
+    let port = bazaar_testkit::free_port();
+    let start = || bazaar_testkit::start_nats(&binary, port, store.path());
     let mut nats = start().await;
     let app = spawn_with(|c| {
         c.nats_url = Some(format!("nats://127.0.0.1:{port}/READY").parse().unwrap());
