@@ -54,14 +54,6 @@ pub struct Sse {
     buffer: String,
 }
 
-impl std::fmt::Debug for Sse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sse")
-            .field("buffer", &self.buffer)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Sse {
     /// Opens the stream at `url` as `how` says; the response when it is not
     /// 200.
