@@ -468,21 +468,61 @@ pub async fn events(
     seen
 }
 
+/// An answer read in full (status, media type, text), so that a helper
+/// can assert on it with context of its own (an engine, a fleet's output).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// `Content-Type`, empty when absent.
+    pub content_type: String,
+    /// The body as text (empty when it could not be read).
+    pub body: String,
+}
+
+impl Answer {
+    /// Reads `res` to its end.
+    pub async fn read(res: reqwest::Response) -> Self {
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = res.text().await.unwrap_or_default();
+        Self {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// The body as JSON; panics naming `what` when it is not.
+    pub fn json(&self, what: &str) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", self.body))
+    }
+
+    /// As [`Answer::json`], `null` for an empty body.
+    pub fn json_or_null(&self, what: &str) -> Value {
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json(what)
+        }
+    }
+}
+
 /// Reads a problem+json answer, asserting its media type and status (the
 /// body shown when either is not what was expected).
 pub async fn problem(res: reqwest::Response, status: u16) -> Problem {
-    let got = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap_or_default();
-    assert_eq!(got, status, "status: {text}");
+    let answer = Answer::read(res).await;
+    assert_eq!(answer.status, status, "status: {}", answer.body);
     assert_eq!(
-        content_type, "application/problem+json",
-        "not a problem document: {text}"
+        answer.content_type, "application/problem+json",
+        "not a problem document: {}",
+        answer.body
     );
-    serde_json::from_str(&text).expect("problem JSON")
+    serde_json::from_str(&answer.body).expect("problem JSON")
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bazaar_testkit::Answer;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -80,27 +81,17 @@ impl<'a> Api<'a> {
     /// The JSON of an answer (`null` when empty), asserting its status, and
     /// for errors that it is problem+json with that status.
     pub async fn expect(&self, response: reqwest::Response, status: u16, what: &str) -> Value {
-        let got = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = response.text().await.unwrap_or_default();
+        let answer = Answer::read(response).await;
         assert_eq!(
-            got,
+            answer.status,
             status,
-            "{what}: {body}\nfleet output:\n{}",
+            "{what}: {}\nfleet output:\n{}",
+            answer.body,
             self.fleet.output()
         );
-        let value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
-        };
+        let value = answer.json_or_null(what);
         if status >= 400 {
-            assert_eq!(content_type, "application/problem+json", "{what}");
+            assert_eq!(answer.content_type, "application/problem+json", "{what}");
             assert_eq!(value["status"], status, "{what}: {value}");
         }
         value

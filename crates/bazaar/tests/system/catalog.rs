@@ -2,6 +2,7 @@
 //! products on sale, anyone browses and searches, nobody else edits them;
 //! and the first start seeds a demo catalog.
 
+use bazaar_testkit::Answer;
 use serde_json::{Value, json};
 
 use crate::harness::{EVENTUALLY, Fleet, eventually};
@@ -37,28 +38,18 @@ impl Client<'_> {
 
     /// The JSON of an answer, asserting its status.
     async fn expect(&self, response: reqwest::Response, status: u16, what: &str) -> Value {
-        let got = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = response.text().await.unwrap_or_default();
+        let answer = Answer::read(response).await;
         assert_eq!(
-            got,
+            answer.status,
             status,
-            "{what}: {body}\nfleet output:\n{}",
+            "{what}: {}\nfleet output:\n{}",
+            answer.body,
             self.fleet.output()
         );
         if status >= 400 {
-            assert_eq!(content_type, "application/problem+json", "{what}");
+            assert_eq!(answer.content_type, "application/problem+json", "{what}");
         }
-        if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
-        }
+        answer.json_or_null(what)
     }
 
     async fn get(&self, path: &str) -> Value {

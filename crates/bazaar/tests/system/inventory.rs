@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bazaar_testkit::Answer;
 use serde_json::{Value, json};
 
 use crate::harness::{EVENTUALLY, Fleet};
@@ -39,28 +40,29 @@ impl Client<'_> {
     }
 
     async fn json(&self, response: reqwest::Response, status: u16, what: &str) -> Value {
-        let got = response.status();
-        let body = response.text().await.unwrap_or_default();
-        assert_eq!(
-            got.as_u16(),
-            status,
-            "{what}: {body}\nfleet output:\n{}",
-            self.fleet.output()
-        );
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
+        self.answer(response, status, what).await.json(what)
     }
 
     async fn problem(&self, response: reqwest::Response, status: u16, what: &str) -> Value {
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let problem = self.json(response, status, what).await;
-        assert_eq!(content_type, "application/problem+json", "{what}");
+        let answer = self.answer(response, status, what).await;
+        let problem = answer.json(what);
+        assert_eq!(answer.content_type, "application/problem+json", "{what}");
         assert_eq!(problem["status"], status, "{what}: {problem}");
         problem
+    }
+
+    /// The answer read, asserting its status (the fleet's output shown
+    /// when it is not).
+    async fn answer(&self, response: reqwest::Response, status: u16, what: &str) -> Answer {
+        let answer = Answer::read(response).await;
+        assert_eq!(
+            answer.status,
+            status,
+            "{what}: {}\nfleet output:\n{}",
+            answer.body,
+            self.fleet.output()
+        );
+        answer
     }
 
     /// A new signed-in account of `role`: its access token.

@@ -3,7 +3,7 @@
 
 use bazaar_bus::Envelope;
 use bazaar_catalog::Catalog;
-use bazaar_testkit::{Engine, Running, User};
+use bazaar_testkit::{Answer, Engine, Running, User};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -90,19 +90,28 @@ impl App {
                 Some(body),
             )
             .await;
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        assert_eq!(status, 201, "create on {}: {text}", self.on());
-        serde_json::from_str(&text).expect("product JSON")
+        let answer = Answer::read(res).await;
+        assert_eq!(
+            answer.status,
+            201,
+            "create on {}: {}",
+            self.on(),
+            answer.body
+        );
+        answer.json("product")
     }
 
     /// GET `path`, asserting 200; the JSON.
     pub async fn ok(&self, path: &str) -> Value {
-        let res = self.get(path).await;
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "GET {path} on {}: {text}", self.on());
-        serde_json::from_str(&text).expect("JSON")
+        let answer = Answer::read(self.get(path).await).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "GET {path} on {}: {}",
+            self.on(),
+            answer.body
+        );
+        answer.json(path)
     }
 
     /// Every event of `topics` this catalog published, once `until` holds
