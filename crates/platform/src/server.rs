@@ -13,7 +13,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -22,11 +21,11 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
 use tower::ServiceExt as _;
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use url::Url;
@@ -315,7 +314,7 @@ impl Server {
             .fallback(problem::not_found_fallback)
             .method_not_allowed_fallback(problem::method_not_allowed_fallback)
             .layer(DefaultBodyLimit::max(routes.body_limit))
-            .layer(from_fn(catch_panic))
+            .layer(CatchPanicLayer::custom(answer_panic))
             .layer(from_fn_with_state(metrics, metrics::record))
             .layer(from_fn(trace_request));
 
@@ -531,19 +530,15 @@ async fn trace_request(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// A panicking handler answers 500 instead of dropping the connection.
-async fn catch_panic(req: Request, next: Next) -> Response {
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Problem::internal(&*anyhow::anyhow!("handler panicked: {message}")).into_response()
-        }
-    }
+/// A panicking handler answers 500 instead of dropping the connection
+/// (the handler of tower-http's `CatchPanicLayer`).
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    Problem::internal(&*anyhow::anyhow!("handler panicked: {message}")).into_response()
 }
 
 /// How many times this instance was restarted before, as its supervisor

@@ -40,7 +40,7 @@
 //! # E-mail
 //!
 //! Order confirmations and cancellations are e-mailed: text and HTML from
-//! compiled-in templates (`templates/`), recorded in the notification's
+//! compiled-in templates (maud for the HTML), recorded in the notification's
 //! transaction, sent by a worker on every replica (claiming each e-mail for
 //! a while) through SMTP when `BAZAAR_NOTIFICATIONS_SMTP_URL` is set, else
 //! written as `<data dir>/mail/<id>.eml`. The address is the one identity

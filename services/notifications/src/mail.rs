@@ -1,4 +1,4 @@
-//! E-mail: what order e-mails say (templates compiled in, text and HTML as
+//! E-mail: what order e-mails say (maud templates, text and HTML as
 //! one multipart/alternative message), how they leave (SMTP when
 //! configured, else RFC 5322 `.eml` files under `<data dir>/mail/` that a
 //! developer opens with any mail client), and the worker that sends them.
@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use bazaar_platform::db::Db;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use maud::{DOCTYPE, Markup, html};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -25,12 +26,16 @@ use crate::settings::Settings;
 use crate::store::{self, Letter, Outgoing};
 
 // ---- templates ----
+//
+// The HTML is maud's, so every value is escaped unless marked otherwise;
+// the text part is plain `format!`.
 
-const LAYOUT_HTML: &str = include_str!("../templates/layout.html");
-const CONFIRMED_TEXT: &str = include_str!("../templates/order_confirmed.txt");
-const CONFIRMED_HTML: &str = include_str!("../templates/order_confirmed.html");
-const CANCELLED_TEXT: &str = include_str!("../templates/order_cancelled.txt");
-const CANCELLED_HTML: &str = include_str!("../templates/order_cancelled.html");
+/// A cell of the items table.
+const CELL: &str = "padding:4px 8px";
+/// A right-aligned cell of the items table.
+const CELL_RIGHT: &str = "text-align:right;padding:4px 8px";
+/// A left-aligned header cell of the items table.
+const CELL_LEFT: &str = "text-align:left;padding:4px 8px";
 
 /// One line of an order as an e-mail shows it.
 #[derive(Debug, Clone)]
@@ -58,45 +63,57 @@ pub(crate) fn order_confirmed(
     public_url: &str,
 ) -> Letter {
     let subject = format!("Your Bazaar order {order} is confirmed");
-    let order_id = order.to_string();
     let url = format!("{public_url}/orders/{order}");
     let hello = greeting(name);
     let items: String = lines
         .iter()
         .map(|l| format!("  {} x {}  {}\n", l.quantity, l.title, l.price))
         .collect();
-    let items_html: String = lines
-        .iter()
-        .map(|l| {
-            format!(
-                "    <tr><td style=\"padding:4px 8px\">{}</td><td style=\"text-align:right;padding:4px 8px\">{}</td><td style=\"text-align:right;padding:4px 8px\">{}</td></tr>\n",
-                escape(&l.title),
-                l.quantity,
-                escape(&l.price)
-            )
-        })
-        .collect();
-    let text = fill(
-        CONFIRMED_TEXT,
-        &[
-            ("greeting", &hello),
-            ("total", total),
-            ("order_id", &order_id),
-            ("items", items.trim_end()),
-            ("order_url", &url),
-        ],
+    let text = format!(
+        "{hello}\n\n\
+         thank you for your order. It is confirmed: the items are reserved for you\n\
+         and your card has been charged {total}.\n\n\
+         Order {order}\n\n\
+         {items}\n\
+         Total: {total}\n\n\
+         See your order: {url}\n\n\
+         Bazaar\n",
+        items = items.trim_end(),
     );
-    let content = fill(
-        CONFIRMED_HTML,
-        &[
-            ("greeting", &escape(&hello)),
-            ("total", &escape(total)),
-            ("order_id", &order_id),
-            ("items_html", items_html.trim_end()),
-            ("order_url", &escape(&url)),
-        ],
-    );
-    let html = layout(&subject, &content);
+    let content = html! {
+        p { (hello) }
+        p {
+            "thank you for your order. It is confirmed: the items are reserved for you \
+             and your card has been charged " strong { (total) } "."
+        }
+        h2 style="font-size:16px;margin:24px 0 8px" { "Order " (order) }
+        table style="border-collapse:collapse;width:100%" {
+            thead {
+                tr {
+                    th style=(CELL_LEFT) { "Item" }
+                    th style=(CELL_RIGHT) { "Quantity" }
+                    th style=(CELL_RIGHT) { "Price" }
+                }
+            }
+            tbody {
+                @for line in lines {
+                    tr {
+                        td style=(CELL) { (line.title) }
+                        td style=(CELL_RIGHT) { (line.quantity) }
+                        td style=(CELL_RIGHT) { (line.price) }
+                    }
+                }
+            }
+            tfoot {
+                tr {
+                    th style=(CELL_LEFT) colspan="2" { "Total" }
+                    th style=(CELL_RIGHT) { (total) }
+                }
+            }
+        }
+        p { a href=(url) { "See your order" } }
+    };
+    let html = layout(&subject, content);
     Letter {
         subject,
         text,
@@ -112,28 +129,28 @@ pub(crate) fn order_cancelled(
     public_url: &str,
 ) -> Letter {
     let subject = format!("Your Bazaar order {order} was cancelled");
-    let order_id = order.to_string();
     let url = format!("{public_url}/orders/{order}");
     let hello = greeting(name);
-    let text = fill(
-        CANCELLED_TEXT,
-        &[
-            ("greeting", &hello),
-            ("order_id", &order_id),
-            ("reason", reason),
-            ("order_url", &url),
-        ],
+    let text = format!(
+        "{hello}\n\n\
+         we are sorry: your order {order} was cancelled.\n\n\
+         {reason}\n\n\
+         Nothing was charged for it, and whatever it held is free again. You can\n\
+         place the order again at any time.\n\n\
+         See your order: {url}\n\n\
+         Bazaar\n"
     );
-    let content = fill(
-        CANCELLED_HTML,
-        &[
-            ("greeting", &escape(&hello)),
-            ("order_id", &order_id),
-            ("reason", &escape(reason)),
-            ("order_url", &escape(&url)),
-        ],
-    );
-    let html = layout(&subject, &content);
+    let content = html! {
+        p { (hello) }
+        p { "we are sorry: your order " strong { (order) } " was cancelled." }
+        p style="padding:8px 12px;background:#fff4e5;border-left:4px solid #f0a020" { (reason) }
+        p {
+            "Nothing was charged for it, and whatever it held is free again. You can \
+             place the order again at any time."
+        }
+        p { a href=(url) { "See your order" } }
+    };
+    let html = layout(&subject, content);
     Letter {
         subject,
         text,
@@ -141,58 +158,28 @@ pub(crate) fn order_cancelled(
     }
 }
 
-fn layout(subject: &str, content_html: &str) -> String {
-    fill(
-        LAYOUT_HTML,
-        &[
-            ("subject", &escape(subject)),
-            ("content_html", content_html),
-        ],
-    )
-}
-
-/// Replaces each `{{name}}` of `template` by its value, in one pass (a
-/// value that looks like a placeholder stays as it is). Unknown names are
-/// left in place, which the tests catch.
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let name = &after[..end];
-                match values.iter().find(|(k, _)| *k == name) {
-                    Some((_, value)) => out.push_str(value),
-                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+/// The frame of every e-mail's HTML part.
+fn layout(subject: &str, content: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (subject) }
+            }
+            body style="margin:0;padding:24px;background:#f4f4f6;font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:15px;line-height:1.5;color:#1d1d24" {
+                div style="max-width:560px;margin:0 auto;padding:24px;background:#ffffff;border-radius:8px" {
+                    p style="margin:0 0 16px;font-size:20px;font-weight:bold" { "Bazaar" }
+                    (content)
+                    p style="margin:24px 0 0;font-size:12px;color:#6b6b76" {
+                        "You get this e-mail because you placed an order at Bazaar."
+                    }
                 }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
             }
         }
     }
-    out.push_str(rest);
-    out
-}
-
-/// Text made safe to put between HTML tags or in a quoted attribute.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    .into_string()
 }
 
 // ---- messages and transports ----
@@ -494,17 +481,6 @@ mod tests {
         assert!(!letter.html.contains("<teapot>"));
         let cancelled = order_cancelled(None, Uuid::now_v7(), "<script>x</script>", "http://s");
         assert!(cancelled.html.contains("&lt;script&gt;"));
-    }
-
-    #[test]
-    fn fill_substitutes_once() {
-        assert_eq!(
-            fill(
-                "{{a}} and {{b}} {{unknown}} {{",
-                &[("a", "{{b}}"), ("b", "B")]
-            ),
-            "{{b}} and B {{unknown}} {{"
-        );
     }
 
     #[test]

@@ -14,23 +14,22 @@
 //! constant-time comparison; a request whose `Origin` names another site is
 //! refused before that.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bazaar_platform::auth::{AuthError, Claims};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, Method, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::Mutex;
 
 use crate::App;
 use crate::error::PageError;
@@ -52,6 +51,9 @@ const SESSION_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// page and its live stream renewing at once do not log the user out (the
 /// first refresh makes the old refresh token stop working).
 const REFRESH_REUSE: Duration = Duration::from_secs(30);
+/// How many recent refreshes are remembered: far more than renew within
+/// [`REFRESH_REUSE`] (one per user per access token lifetime).
+const REFRESH_CAPACITY: u64 = 100_000;
 
 /// The signed-in user.
 #[derive(Debug, Clone)]
@@ -125,32 +127,39 @@ pub struct Tokens {
     pub refresh_token: String,
 }
 
-/// Renews sessions, once per refresh token.
-#[derive(Debug, Default)]
+/// Renews sessions, once per refresh token: concurrent renewals of one
+/// session share one call to identity, and its answer is reused for
+/// [`REFRESH_REUSE`]; renewals of different sessions do not wait on each
+/// other. A refused renewal is not remembered.
+#[derive(Debug)]
 pub struct Refresher {
-    recent: Mutex<HashMap<[u8; 32], (Instant, Tokens)>>,
+    /// By the SHA-256 of the refresh token, so no token is kept as a key.
+    recent: moka::future::Cache<[u8; 32], Tokens>,
+}
+
+impl Default for Refresher {
+    fn default() -> Self {
+        Self {
+            recent: moka::future::Cache::builder()
+                .max_capacity(REFRESH_CAPACITY)
+                .time_to_live(REFRESH_REUSE)
+                .build(),
+        }
+    }
 }
 
 impl Refresher {
     async fn refresh(&self, app: &App, refresh_token: &str) -> Option<Tokens> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        // Held across the call: renewals are rare (one per user per access
-        // token lifetime), and a second one for the same token must wait
-        // for the first one's answer.
-        let mut recent = self.recent.lock().await;
-        recent.retain(|_, (at, _)| at.elapsed() < REFRESH_REUSE);
-        if let Some((_, tokens)) = recent.get(&key) {
-            return Some(tokens.clone());
-        }
-        let call = app
-            .backend
-            .call("identity", Method::POST, "/api/v1/auth/refresh")
-            .json(&serde_json::json!({ "refresh_token": refresh_token }));
-        match app.backend.json::<Tokens>(call).await {
-            Ok(tokens) => {
-                recent.insert(key, (Instant::now(), tokens.clone()));
-                Some(tokens)
-            }
+        let renew = async {
+            let call = app
+                .backend
+                .call("identity", Method::POST, "/api/v1/auth/refresh")
+                .json(&serde_json::json!({ "refresh_token": refresh_token }));
+            app.backend.json::<Tokens>(call).await
+        };
+        match self.recent.try_get_with(key, renew).await {
+            Ok(tokens) => Some(tokens),
             Err(error) => {
                 tracing::debug!(%error, "session refresh refused");
                 None
@@ -159,94 +168,61 @@ impl Refresher {
     }
 }
 
-/// The cookies of a request, by name.
-pub fn cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            Some((name.trim(), value.trim()))
-        })
-        .collect()
+/// A session cookie: `HttpOnly`, `SameSite=Lax`, for the whole site,
+/// `Secure` when configured; for the session's lifetime when `persistent`,
+/// else until the browser closes.
+fn cookie(app: &App, name: &'static str, value: String, persistent: bool) -> Cookie<'static> {
+    build_cookie(name, value, persistent, app.settings.secure_cookies)
 }
 
-/// What to change in the browser's cookies with the answer.
-#[derive(Debug, Default)]
-pub struct CookieJar {
-    set: Vec<String>,
+fn build_cookie(
+    name: &'static str,
+    value: String,
+    persistent: bool,
+    secure: bool,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure);
+    if persistent {
+        cookie = cookie.max_age(time::Duration::seconds(
+            i64::try_from(SESSION_MAX_AGE.as_secs()).unwrap_or(i64::MAX),
+        ));
+    }
+    cookie.build()
 }
 
-impl CookieJar {
-    /// Sets `name` for the session's lifetime (or until the browser closes).
-    pub fn set(&mut self, app: &App, name: &str, value: &str, persistent: bool) {
-        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
-        if persistent {
-            cookie.push_str(&format!("; Max-Age={}", SESSION_MAX_AGE.as_secs()));
-        }
-        if app.settings.secure_cookies {
-            cookie.push_str("; Secure");
-        }
-        self.set.push(cookie);
-    }
-
-    /// Removes `name`.
-    pub fn remove(&mut self, app: &App, name: &str) {
-        let mut cookie = format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
-        if app.settings.secure_cookies {
-            cookie.push_str("; Secure");
-        }
-        self.set.push(cookie);
-    }
-
-    /// Signs in: the tokens and the name to show.
-    pub fn sign_in(&mut self, app: &App, tokens: &Tokens, name: &str) {
-        self.set(app, ACCESS_COOKIE, &tokens.access_token, true);
-        self.set(app, REFRESH_COOKIE, &tokens.refresh_token, true);
-        self.set(app, NAME_COOKIE, &encode_name(name), true);
-    }
-
-    /// Signs out.
-    pub fn sign_out(&mut self, app: &App) {
-        for name in [ACCESS_COOKIE, REFRESH_COOKIE, NAME_COOKIE] {
-            self.remove(app, name);
-        }
-    }
-
-    /// Adds the changes to `response`.
-    pub fn apply(self, response: &mut Response) {
-        for cookie in self.set {
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-        }
-    }
+/// What removes the cookie `name`: the same attributes, empty, `Max-Age=0`.
+fn removal(app: &App, name: &'static str) -> Cookie<'static> {
+    let mut cookie = cookie(app, name, String::new(), false);
+    cookie.set_max_age(time::Duration::ZERO);
+    cookie
 }
 
-impl IntoResponse for CookieJar {
-    fn into_response(self) -> Response {
-        let mut response = ().into_response();
-        self.apply(&mut response);
-        response
-    }
+/// `jar` with the session of `tokens` and the name to show.
+pub fn sign_in(app: &App, jar: CookieJar, tokens: &Tokens, name: &str) -> CookieJar {
+    jar.add(cookie(
+        app,
+        ACCESS_COOKIE,
+        tokens.access_token.clone(),
+        true,
+    ))
+    .add(cookie(
+        app,
+        REFRESH_COOKIE,
+        tokens.refresh_token.clone(),
+        true,
+    ))
+    .add(cookie(app, NAME_COOKIE, encode_name(name), true))
 }
 
-impl axum::response::IntoResponseParts for CookieJar {
-    type Error = std::convert::Infallible;
-
-    fn into_response_parts(
-        self,
-        mut res: axum::response::ResponseParts,
-    ) -> Result<axum::response::ResponseParts, Self::Error> {
-        for cookie in self.set {
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                res.headers_mut().append(header::SET_COOKIE, value);
-            }
-        }
-        Ok(res)
-    }
+/// `jar` without a session.
+pub fn sign_out(app: &App, jar: CookieJar) -> CookieJar {
+    [ACCESS_COOKIE, REFRESH_COOKIE, NAME_COOKIE]
+        .into_iter()
+        .fold(jar, |jar, name| jar.add(removal(app, name)))
 }
 
 /// A display name as a cookie value: base64url of its UTF-8.
@@ -277,42 +253,35 @@ pub async fn layer(State(app): State<App>, mut req: Request, next: Next) -> Resp
         )
         .into_response();
     }
-    let mut jar = CookieJar::default();
-    let (session, fresh_csrf) = {
-        let cookies = cookies(req.headers());
-        let csrf = cookies
-            .get(CSRF_COOKIE)
-            .filter(|v| v.len() >= 32)
-            .map(|v| (*v).to_owned());
-        let fresh_csrf = csrf.is_none();
-        let csrf = csrf.unwrap_or_else(random_token);
-        let name = cookies
-            .get(NAME_COOKIE)
-            .and_then(|v| decode_name(v))
-            .unwrap_or_default();
-        let access = cookies.get(ACCESS_COOKIE).map(|v| (*v).to_owned());
-        let refresh = cookies.get(REFRESH_COOKIE).map(|v| (*v).to_owned());
-        let user = user(&app, access, refresh, name, &mut jar).await;
-        (Session { user, csrf }, fresh_csrf)
-    };
+    let jar = CookieJar::from_headers(req.headers());
+    let value = |name| jar.get(name).map(|c| c.value().to_owned());
+    let csrf = value(CSRF_COOKIE).filter(|v| v.len() >= 32);
+    let fresh_csrf = csrf.is_none();
+    let csrf = csrf.unwrap_or_else(random_token);
+    let name = value(NAME_COOKIE)
+        .and_then(|v| decode_name(&v))
+        .unwrap_or_default();
+    let (access, refresh) = (value(ACCESS_COOKIE), value(REFRESH_COOKIE));
+    let (user, mut jar) = user(&app, access, refresh, name, jar).await;
     if fresh_csrf {
-        jar.set(&app, CSRF_COOKIE, &session.csrf, false);
+        jar = jar.add(cookie(&app, CSRF_COOKIE, csrf.clone(), false));
     }
-    req.extensions_mut().insert(session);
-    let mut response = next.run(req).await;
-    jar.apply(&mut response);
-    response
+    req.extensions_mut().insert(Session { user, csrf });
+    let response = next.run(req).await;
+    // Only the cookies changed here are sent, after the handler's own.
+    (jar, response).into_response()
 }
 
 /// The signed-in user from the session cookies, renewing an expired access
-/// token; clears cookies that no longer sign anyone in.
+/// token; clears cookies that no longer sign anyone in. Gives back `jar`
+/// with those changes.
 async fn user(
     app: &App,
     access: Option<String>,
     refresh: Option<String>,
     name: String,
-    jar: &mut CookieJar,
-) -> Option<User> {
+    jar: CookieJar,
+) -> (Option<User>, CookieJar) {
     let from = |token: String, claims: Claims, name: String| User {
         id: claims.sub,
         role: claims.role,
@@ -321,33 +290,29 @@ async fn user(
     };
     if let Some(token) = access {
         match app.verifier.verify(&token).await {
-            Ok(claims) => return Some(from(token, claims, name)),
+            Ok(claims) => return (Some(from(token, claims, name)), jar),
             Err(AuthError::Expired) => {}
             Err(AuthError::Keys(error)) => {
                 // Identity is down: nobody can be checked, nobody is signed out.
                 tracing::warn!(%error, "cannot verify a session");
-                return None;
+                return (None, jar);
             }
-            Err(_) if refresh.is_none() => {
-                jar.sign_out(app);
-                return None;
-            }
+            Err(_) if refresh.is_none() => return (None, sign_out(app, jar)),
             Err(_) => {}
         }
     }
-    let refresh = refresh?;
+    let Some(refresh) = refresh else {
+        return (None, jar);
+    };
     match app.refresher.refresh(app, &refresh).await {
         Some(tokens) => match app.verifier.verify(&tokens.access_token).await {
             Ok(claims) => {
-                jar.sign_in(app, &tokens, &name);
-                Some(from(tokens.access_token, claims, name))
+                let jar = sign_in(app, jar, &tokens, &name);
+                (Some(from(tokens.access_token, claims, name)), jar)
             }
-            Err(_) => None,
+            Err(_) => (None, jar),
         },
-        None => {
-            jar.sign_out(app);
-            None
-        }
+        None => (None, sign_out(app, jar)),
     }
 }
 
@@ -434,16 +399,47 @@ pub type SharedRefresher = Arc<Refresher>;
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
     fn cookies_are_split_and_trimmed() {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static("a=1; b = 2;c=x=y"));
-        let jar = cookies(&headers);
-        assert_eq!(jar.get("a"), Some(&"1"));
-        assert_eq!(jar.get("b"), Some(&"2"));
-        assert_eq!(jar.get("c"), Some(&"x=y"));
+        let jar = CookieJar::from_headers(&headers);
+        let value = |name| jar.get(name).map(|c| c.value().to_owned());
+        assert_eq!(value("a").as_deref(), Some("1"));
+        assert_eq!(value("b").as_deref(), Some("2"));
+        assert_eq!(value("c").as_deref(), Some("x=y"));
+    }
+
+    #[test]
+    fn cookies_carry_their_attributes() {
+        let session = build_cookie(ACCESS_COOKIE, "t".to_owned(), true, false).to_string();
+        for part in [
+            "bazaar_access=t",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=2592000",
+        ] {
+            assert!(session.contains(part), "{session}");
+        }
+        assert!(!session.contains("Secure"), "{session}");
+        let secure = build_cookie(CSRF_COOKIE, "c".to_owned(), false, true).to_string();
+        assert!(
+            secure.contains("Secure") && !secure.contains("Max-Age"),
+            "{secure}"
+        );
+        let mut removal = build_cookie(NAME_COOKIE, String::new(), false, false);
+        removal.set_max_age(time::Duration::ZERO);
+        let removal = removal.to_string();
+        assert!(removal.starts_with("bazaar_name=;"), "{removal}");
+        assert!(
+            removal.contains("Max-Age=0") && removal.contains("Path=/"),
+            "{removal}"
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! The generators build [`Value`]s in the order a person reads them
 //! (`apiVersion`, `kind`, `metadata`, `spec`) and this module writes them as
-//! block-style YAML that passes yamllint, or as JSON (Grafana's dashboards).
-//! Its own writer rather than a serde format keeps the output byte-stable:
-//! the committed files are compared with a fresh generation in a test, so
-//! the output may depend on nothing but the registry.
+//! block-style YAML that passes yamllint, or as JSON (Grafana's dashboards,
+//! through serde_json: [`Value`] serializes its maps in insertion order).
+//! Its own YAML writer rather than a serde format keeps the output
+//! byte-stable: the committed files are compared with a fresh generation in
+//! a test, so the output may depend on nothing but the registry.
 
 use std::fmt::Write as _;
 
@@ -283,7 +284,7 @@ fn inline(value: &Value) -> String {
         Value::Seq(s) if s.is_empty() => "[]".to_owned(),
         other => {
             let mut out = String::new();
-            write_json_compact(&mut out, other);
+            write_flow(&mut out, other);
             out
         }
     }
@@ -328,41 +329,37 @@ fn quote(s: &str) -> String {
 /// `value` as pretty JSON (two spaces), keys in their order, with a final
 /// newline.
 pub fn json(value: &Value) -> String {
-    let mut out = String::new();
-    write_json_pretty(&mut out, value, 0);
+    // Only strings, integers, booleans and ordered maps: nothing that can
+    // fail to serialize.
+    let mut out = serde_json::to_string_pretty(value).expect("a tree of plain values");
     out.push('\n');
     out
 }
 
-fn write_json_pretty(out: &mut String, value: &Value, level: usize) {
-    match value {
-        Value::Map(m) if !m.is_empty() => {
-            out.push_str("{\n");
-            for (i, (k, v)) in m.0.iter().enumerate() {
-                indent(out, level + 2);
-                out.push_str(&quote(k));
-                out.push_str(": ");
-                write_json_pretty(out, v, level + 2);
-                out.push_str(if i + 1 < m.0.len() { ",\n" } else { "\n" });
+/// As JSON, maps in their insertion order.
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            Self::Str(s) => serializer.serialize_str(s),
+            Self::Int(n) => serializer.serialize_i64(*n),
+            Self::Bool(b) => serializer.serialize_bool(*b),
+            Self::Seq(items) => serializer.collect_seq(items),
+            Self::Map(m) => {
+                let mut map = serializer.serialize_map(Some(m.0.len()))?;
+                for (k, v) in &m.0 {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
             }
-            indent(out, level);
-            out.push('}');
         }
-        Value::Seq(s) if !s.is_empty() => {
-            out.push_str("[\n");
-            for (i, v) in s.iter().enumerate() {
-                indent(out, level + 2);
-                write_json_pretty(out, v, level + 2);
-                out.push_str(if i + 1 < s.len() { ",\n" } else { "\n" });
-            }
-            indent(out, level);
-            out.push(']');
-        }
-        other => write_json_compact(out, other),
     }
 }
 
-fn write_json_compact(out: &mut String, value: &Value) {
+/// A collection in YAML flow style on one line (JSON with `, ` and `: `),
+/// its strings quoted as YAML scalars (which escape what YAML may not hold
+/// raw, like DEL, where JSON would not).
+fn write_flow(out: &mut String, value: &Value) {
     match value {
         Value::Str(s) => out.push_str(&quote(s)),
         Value::Int(n) => out.push_str(&n.to_string()),
@@ -373,7 +370,7 @@ fn write_json_compact(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_json_compact(out, v);
+                write_flow(out, v);
             }
             out.push(']');
         }
@@ -385,7 +382,7 @@ fn write_json_compact(out: &mut String, value: &Value) {
                 }
                 out.push_str(&quote(k));
                 out.push_str(": ");
-                write_json_compact(out, v);
+                write_flow(out, v);
             }
             out.push('}');
         }

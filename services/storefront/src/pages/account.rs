@@ -6,6 +6,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
 use http::{Method, StatusCode};
 use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use crate::App;
 use crate::backend::Failure;
 use crate::error::PageError;
 use crate::layout::{self, Chrome, csrf_field};
-use crate::session::{CookieJar, CsrfForm, Session, Tokens};
+use crate::session::{self, CsrfForm, Session, Tokens};
 
 /// `?next=` of the sign-in page.
 #[derive(Debug, Default, Deserialize)]
@@ -119,8 +120,7 @@ pub async fn register(
         return Ok((status, register_page(&session, &form, &errors)).into_response());
     }
     let tokens = sign_in_call(&app, email, &form.password).await?;
-    let mut jar = CookieJar::default();
-    jar.sign_in(&app, &tokens, name);
+    let jar = session::sign_in(&app, CookieJar::new(), &tokens, name);
     let to = if role == "seller" { "/sell" } else { "/" };
     Ok((jar, Redirect::to(to)).into_response())
 }
@@ -222,8 +222,7 @@ pub async fn login(
         )
         .await
         .map_or_else(|_| email.to_owned(), |me| me.name);
-    let mut jar = CookieJar::default();
-    jar.sign_in(&app, &tokens, &name);
+    let jar = session::sign_in(&app, CookieJar::new(), &tokens, &name);
     Ok((jar, Redirect::to(&next)).into_response())
 }
 
@@ -247,8 +246,7 @@ fn login_page(session: &Session, form: &LoginForm, errors: &Errors) -> Markup {
 
 /// `POST /logout`.
 pub async fn logout(State(app): State<App>, CsrfForm(_): CsrfForm<NoFields>) -> Response {
-    let mut jar = CookieJar::default();
-    jar.sign_out(&app);
+    let jar = session::sign_out(&app, CookieJar::new());
     (jar, Redirect::to("/")).into_response()
 }
 
