@@ -355,7 +355,7 @@ impl Server {
             service: config.service.clone(),
             instance: config.instance.clone(),
             started: Instant::now(),
-            restarts: restarts(std::env::var(RESTARTS).ok().as_deref()),
+            restarts: restarts(config.env.get(RESTARTS)),
         });
         let mut platform = Router::new()
             .route("/healthz", get(|| async { "ok" }))

@@ -67,9 +67,9 @@
 //! picks up a dead one's sagas once their leases expire. An order older
 //! than `BAZAAR_ORDERS_SAGA_DEADLINE` that has not reached the commit is
 //! compensated and cancelled `timed_out`; after it, it keeps going forward.
-//! Background tasks end when the server stops: the platform has no hook for
-//! them, so the router holds a lifeline whose drop (when the server ends,
-//! drained or aborted) stops them, as does the closed database.
+//! The sagas and the poller are the server's background tasks
+//! (`Context::spawn`): they stop when it does (drained, or dropped), a saga
+//! where a restart resumes it, and are awaited before the database closes.
 //!
 //! # Invariant: card data
 //!
