@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use url::Url;
@@ -210,6 +212,9 @@ pub struct Config {
     pub exit_on_stdin_close: bool,
     /// OTLP endpoint for spans.
     pub otlp_endpoint: Option<String>,
+    /// The variables this was read from, for the service's own settings
+    /// ([`FromEnv`]); shown by name only.
+    pub env: Env,
 }
 
 /// A configuration value that cannot be used.
@@ -274,6 +279,198 @@ impl Env {
     /// order; for families of variables such as `BAZAAR_UPSTREAM_<SERVICE>`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// `name` read with `parse`, `None` when unset; a value `parse` refuses
+    /// is an error naming `name` and saying what was `expected`.
+    ///
+    /// # Errors
+    /// When `name` is set and `parse` returns `None`.
+    pub fn read_optional<T>(
+        &self,
+        name: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|value| parse(value).ok_or_else(|| refuse(name, value, expected)))
+            .transpose()
+    }
+
+    /// `name` read with `parse`, `default` when unset; every typed getter
+    /// below is this one with a parser.
+    ///
+    /// # Errors
+    /// When `name` is set and `parse` returns `None`.
+    pub fn read<T>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        Ok(self
+            .read_optional(name, expected, parse)?
+            .unwrap_or(default))
+    }
+
+    /// `name` as text, `default` when unset.
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_owned()
+    }
+
+    /// `name` as a duration ([`parse_duration`]: `500ms`, `10s`, `2m`, or
+    /// seconds), zero allowed.
+    ///
+    /// # Errors
+    /// When `name` is set to something else.
+    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        self.read(
+            name,
+            default,
+            "expected a duration like 0, 500ms, 10s or 2m",
+            parse_duration,
+        )
+    }
+
+    /// `name` as a duration longer than zero.
+    ///
+    /// # Errors
+    /// When `name` is set to something else.
+    pub fn positive_duration(
+        &self,
+        name: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        self.read(
+            name,
+            default,
+            "expected a positive duration like 500ms, 10s or 2m",
+            |v| parse_duration(v).filter(|d| !d.is_zero()),
+        )
+    }
+
+    /// `name` as a number within `range`.
+    ///
+    /// # Errors
+    /// When `name` is set to something that is not such a number.
+    pub fn number<T>(
+        &self,
+        name: &str,
+        default: T,
+        range: impl RangeBounds<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let expected = match (range.start_bound(), range.end_bound()) {
+            (Bound::Included(low), Bound::Included(high)) => {
+                format!("expected a number from {low} to {high}")
+            }
+            (Bound::Included(low), Bound::Unbounded) => format!("expected a number, {low} or more"),
+            _ => "expected a number".to_owned(),
+        };
+        self.read(name, default, &expected, |v| {
+            v.parse::<T>().ok().filter(|n| range.contains(n))
+        })
+    }
+
+    /// `name` as a yes or no: `true`, `1`, `yes` or `false`, `0`, `no`.
+    ///
+    /// # Errors
+    /// When `name` is set to anything else.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        self.read(name, default, "expected true or false", |v| match v {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        })
+    }
+
+    /// `name` as one of `choices` (value, meaning), `default` when unset.
+    ///
+    /// # Errors
+    /// When `name` is set to none of them.
+    pub fn choice<T: Copy>(
+        &self,
+        name: &str,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let names: Vec<_> = choices.iter().map(|(n, _)| *n).collect();
+        let expected = format!("expected one of {}", names.join(", "));
+        self.read(name, default, &expected, |v| {
+            choices.iter().find(|(n, _)| *n == v).map(|(_, t)| *t)
+        })
+    }
+
+    /// `name` as a URL with one of `schemes` and a host; `None` when unset.
+    ///
+    /// # Errors
+    /// When `name` is set to something else.
+    pub fn url(&self, name: &str, schemes: &[&str]) -> Result<Option<Url>, ConfigError> {
+        self.get(name)
+            .map(|value| parse_url(name, value, schemes))
+            .transpose()
+    }
+
+    /// `name` as a comma-separated list, each item read with `parse`
+    /// (blank items skipped); `default` is read the same way when unset. An
+    /// error names the item at fault.
+    ///
+    /// # Errors
+    /// When `parse` refuses an item.
+    pub fn list<T>(
+        &self,
+        name: &str,
+        default: &str,
+        expected: &str,
+        mut parse: impl FnMut(&str) -> Option<T>,
+    ) -> Result<Vec<T>, ConfigError> {
+        self.get(name)
+            .unwrap_or(default)
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| parse(item).ok_or_else(|| refuse(name, item, expected)))
+            .collect()
+    }
+}
+
+/// A service's own settings, read from its variables by
+/// `bazaar_platform::Server::build` before it touches anything (data dir,
+/// port, database), so a bad value stops the process first.
+pub trait FromEnv: Sized + Send + Sync + 'static {
+    /// Reads the settings from `env` (the process's `BAZAAR_*` variables).
+    ///
+    /// # Errors
+    /// A variable that is set but cannot be used, naming it.
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
+/// A service without settings of its own.
+impl FromEnv for () {
+    fn from_env(_: &Env) -> Result<Self, ConfigError> {
+        Ok(())
+    }
+}
+
+impl Environment {
+    /// `BAZAAR_ENV` from `env`, for settings whose default depends on it.
+    ///
+    /// # Errors
+    /// When it is neither development nor production.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        env.choice(
+            "BAZAAR_ENV",
+            Self::Development,
+            &[
+                ("development", Self::Development),
+                ("dev", Self::Development),
+                ("production", Self::Production),
+                ("prod", Self::Production),
+            ],
+        )
     }
 }
 
@@ -425,64 +622,26 @@ impl Config {
             upstreams.insert(name.to_ascii_lowercase(), urls);
         }
 
-        let environment = match env.get("BAZAAR_ENV").unwrap_or("development") {
-            "development" | "dev" => Environment::Development,
-            "production" | "prod" => Environment::Production,
-            other => {
-                return Err(refuse(
-                    "BAZAAR_ENV",
-                    other,
-                    "expected development or production",
-                ));
-            }
-        };
-        let log_filter = env.get("BAZAAR_LOG").unwrap_or("info").to_owned();
+        let environment = Environment::from_env(&env)?;
+        let log_filter = env.string("BAZAAR_LOG", "info");
         tracing_subscriber::EnvFilter::try_new(&log_filter)
             .map_err(|e| refuse("BAZAAR_LOG", &log_filter, &e.to_string()))?;
-        let log_format = match env.get("BAZAAR_LOG_FORMAT").unwrap_or("auto") {
-            "auto" => LogFormat::Auto,
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                return Err(refuse(
-                    "BAZAAR_LOG_FORMAT",
-                    other,
-                    "expected auto, json or pretty",
-                ));
-            }
-        };
-        let worker_threads = env
-            .get("BAZAAR_WORKER_THREADS")
-            .map(|v| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or_else(|| {
-                        refuse(
-                            "BAZAAR_WORKER_THREADS",
-                            v,
-                            "expected a number from 1 to 256",
-                        )
-                    })
-            })
-            .transpose()?;
-        let shutdown_timeout = match env.get("BAZAAR_SHUTDOWN_TIMEOUT") {
-            None => Duration::from_secs(10),
-            Some(v) => parse_duration(v).ok_or_else(|| {
-                refuse("BAZAAR_SHUTDOWN_TIMEOUT", v, "expected e.g. 10s or 500ms")
-            })?,
-        };
-        let exit_on_stdin_close = match env.get("BAZAAR_EXIT_ON_STDIN_CLOSE").unwrap_or("0") {
-            "0" | "false" => false,
-            "1" | "true" => true,
-            other => {
-                return Err(refuse(
-                    "BAZAAR_EXIT_ON_STDIN_CLOSE",
-                    other,
-                    "expected 0 or 1",
-                ));
-            }
-        };
+        let log_format = env.choice(
+            "BAZAAR_LOG_FORMAT",
+            LogFormat::Auto,
+            &[
+                ("auto", LogFormat::Auto),
+                ("json", LogFormat::Json),
+                ("pretty", LogFormat::Pretty),
+            ],
+        )?;
+        let worker_threads = env.read_optional(
+            "BAZAAR_WORKER_THREADS",
+            "expected a number from 1 to 256",
+            |v| v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)),
+        )?;
+        let shutdown_timeout = env.duration("BAZAAR_SHUTDOWN_TIMEOUT", Duration::from_secs(10))?;
+        let exit_on_stdin_close = env.flag("BAZAAR_EXIT_ON_STDIN_CLOSE", false)?;
         let otlp_endpoint = env
             .get("OTEL_EXPORTER_OTLP_ENDPOINT")
             .map(|v| {
@@ -509,6 +668,7 @@ impl Config {
             shutdown_timeout,
             exit_on_stdin_close,
             otlp_endpoint,
+            env,
         })
     }
 
@@ -534,6 +694,8 @@ impl Config {
             shutdown_timeout: Duration::from_secs(5),
             exit_on_stdin_close: false,
             otlp_endpoint: None,
+            // Services under test read their own settings as in a process.
+            env: Env::with_prefix(std::env::vars(), "BAZAAR_"),
         }
     }
 }
@@ -711,6 +873,93 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid configuration: BAZAAR_X=\"soon\": expected e.g. 10s"
+        );
+    }
+
+    #[test]
+    fn getters_default_when_unset_and_name_the_variable_when_bad() {
+        let env = Env::with_prefix(
+            vars(&[
+                ("BAZAAR_T_D", "250ms"),
+                ("BAZAAR_T_ZERO", "0"),
+                ("BAZAAR_T_N", "7"),
+                ("BAZAAR_T_F", "0.5"),
+                ("BAZAAR_T_YES", "yes"),
+                ("BAZAAR_T_LIST", " a, ,b "),
+                ("BAZAAR_T_URL", "https://shop.example/"),
+                ("BAZAAR_T_BAD", "soon"),
+            ]),
+            "BAZAAR_T_",
+        );
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            env.duration("BAZAAR_T_D", second).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            env.duration("BAZAAR_T_ZERO", second).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(env.duration("BAZAAR_T_UNSET", second).unwrap(), second);
+        assert_eq!(
+            env.positive_duration("BAZAAR_T_ZERO", second)
+                .unwrap_err()
+                .var,
+            "BAZAAR_T_ZERO"
+        );
+        assert_eq!(env.number("BAZAAR_T_N", 1_u32, 1..=10).unwrap(), 7);
+        assert_eq!(env.number("BAZAAR_T_UNSET", 3_u32, 1..=10).unwrap(), 3);
+        let e = env.number("BAZAAR_T_N", 1_u32, 1..=5).unwrap_err();
+        assert_eq!((e.var.as_str(), e.value.as_str()), ("BAZAAR_T_N", "7"));
+        assert_eq!(e.reason, "expected a number from 1 to 5");
+        assert_eq!(env.number("BAZAAR_T_F", 0.0, 0.0..=1.0).unwrap(), 0.5);
+        assert!(env.flag("BAZAAR_T_YES", false).unwrap());
+        assert!(!env.flag("BAZAAR_T_UNSET", false).unwrap());
+        assert_eq!(
+            env.flag("BAZAAR_T_BAD", false).unwrap_err().var,
+            "BAZAAR_T_BAD"
+        );
+        assert_eq!(
+            env.choice("BAZAAR_T_BAD", 1, &[("one", 1), ("two", 2)])
+                .unwrap_err()
+                .reason,
+            "expected one of one, two"
+        );
+        assert_eq!(env.string("BAZAAR_T_UNSET", "x"), "x");
+        let list = env.list("BAZAAR_T_LIST", "", "a letter", |v| Some(v.to_owned()));
+        assert_eq!(list.unwrap(), ["a", "b"]);
+        let e = env
+            .list("BAZAAR_T_LIST", "", "expected a", |v| {
+                (v == "a").then_some(())
+            })
+            .unwrap_err();
+        assert_eq!((e.var.as_str(), e.value.as_str()), ("BAZAAR_T_LIST", "b"));
+        assert_eq!(
+            env.list("BAZAAR_T_UNSET", "c,d", "", |v| Some(v.to_owned()))
+                .unwrap(),
+            ["c", "d"]
+        );
+        assert!(env.url("BAZAAR_T_URL", &["https"]).unwrap().is_some());
+        assert_eq!(
+            env.url("BAZAAR_T_URL", &["http"]).unwrap_err().var,
+            "BAZAAR_T_URL"
+        );
+        assert_eq!(env.url("BAZAAR_T_UNSET", &["http"]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_config_keeps_its_variables_for_the_services_settings() {
+        let c = Config::from_vars(
+            "cart",
+            1,
+            vars(&[("BAZAAR_CART_REDIS_PREFIX", "p:"), ("HOME", "/root")]),
+        )
+        .unwrap();
+        assert_eq!(c.env.get("BAZAAR_CART_REDIS_PREFIX"), Some("p:"));
+        assert_eq!(c.env.get("HOME"), None);
+        assert_eq!(
+            Environment::from_env(&c.env).unwrap(),
+            Environment::Development
         );
     }
 

@@ -1,7 +1,8 @@
 //! The runtime every Bazaar service shares: one port serving HTTP (axum) and
 //! gRPC (tonic), health, readiness and metrics, typed config, telemetry,
 //! problem+json errors, the service's own database, resilient outbound
-//! clients and graceful shutdown. It knows no service by name.
+//! clients, background tasks and graceful shutdown. It knows no service by
+//! name.
 
 pub mod auth;
 pub mod client;
@@ -13,8 +14,10 @@ pub mod problem;
 pub mod ready;
 pub mod server;
 pub mod shutdown;
+pub mod tasks;
 pub mod telemetry;
 
 pub use config::Config;
 pub use problem::{Json, Problem};
 pub use server::{Context, Routes, Server, Service, serve};
+pub use tasks::{Shutdown, Tasks};

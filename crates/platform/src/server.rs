@@ -32,12 +32,13 @@ use url::Url;
 
 use bazaar_proto::platform::v1 as pb;
 
-use crate::config::Config;
+use crate::config::{Config, FromEnv};
 use crate::db::{Db, Migrations};
 use crate::events::{self, Events, Subscription};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::ready::{Check, Readiness};
+use crate::tasks::{Shutdown, Stopper, Tasks};
 use crate::{metrics, problem, ready, shutdown, telemetry};
 use bazaar_bus::metrics::BusMetrics;
 use bazaar_bus::outbox::{Relay, RelayOptions};
@@ -46,11 +47,15 @@ use std::sync::Arc;
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
-/// What a service crate provides: its name, its migrations and how to build
-/// its routes. Everything else comes from the platform.
+/// What a service crate provides: its name, its settings, its migrations
+/// and how to build its routes. Everything else comes from the platform.
 pub trait Service: Send + 'static {
     /// The service's name, e.g. `catalog`.
     const NAME: &'static str;
+
+    /// The service's own settings, read from its variables before the
+    /// server touches anything; `()` for a service without any.
+    type Settings: FromEnv;
 
     /// The service's migrations; `None` for a service that owns no database.
     fn migrations() -> Option<&'static Migrations> {
@@ -58,19 +63,67 @@ pub trait Service: Send + 'static {
     }
 
     /// Builds the service's routes from its context.
-    fn build(ctx: Context) -> impl Future<Output = anyhow::Result<Routes>> + Send;
+    fn build(ctx: Context<Self::Settings>) -> impl Future<Output = anyhow::Result<Routes>> + Send;
 }
 
-/// What a service gets to build its routes with.
+/// What a service gets to build its routes with: the platform's handles
+/// and the service's own settings `S`.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub struct Context<S = ()> {
     config: Config,
     db: Option<Db>,
     events: Option<Events>,
     metrics: Metrics,
+    tasks: Tasks,
+    settings: S,
 }
 
-impl Context {
+impl<S> Context<S> {
+    /// The service's own settings, read before any I/O.
+    pub fn settings(&self) -> &S {
+        &self.settings
+    }
+
+    /// The settings, and the context without them (for code that takes
+    /// them apart, e.g. a `build` function tests call with their own).
+    pub fn split(self) -> (Context, S) {
+        let Self {
+            config,
+            db,
+            events,
+            metrics,
+            tasks,
+            settings,
+        } = self;
+        let ctx = Context {
+            config,
+            db,
+            events,
+            metrics,
+            tasks,
+            settings: (),
+        };
+        (ctx, settings)
+    }
+
+    /// Runs `task` in the background for as long as the server runs: it is
+    /// given a [`Shutdown`] that resolves once requests have drained, and
+    /// `run_until` awaits it (see [`crate::tasks`]). No service spawns a
+    /// task of its own.
+    pub fn spawn<F, Fut>(&self, name: impl Into<String>, task: F)
+    where
+        F: FnOnce(Shutdown) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks.spawn(name, task);
+    }
+
+    /// The server's task set, for code that starts tasks later (per
+    /// request, on reconnect).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
     /// The process's configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -218,12 +271,22 @@ pub struct Server {
     db: Option<Db>,
     events: Option<Events>,
     subscriptions: Vec<Subscription>,
+    tasks: Stopper,
 }
 
 impl Server {
-    /// Binds the port, opens and migrates the database, and builds the
-    /// service's routes with the platform's around them.
+    /// Reads the service's settings, binds the port, opens and migrates the
+    /// database, and builds the service's routes with the platform's around
+    /// them.
+    ///
+    /// # Errors
+    /// A setting that cannot be used (before anything else is touched), a
+    /// port taken, a database that does not answer or migrate, or the
+    /// service's own `build` failing.
     pub async fn build<S: Service>(config: Config) -> anyhow::Result<Self> {
+        // First: a bad value stops the process before it binds, connects or
+        // migrates anything.
+        let settings = S::Settings::from_env(&config.env)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let mut listeners = vec![
@@ -263,11 +326,14 @@ impl Server {
             None => (None, None),
         };
 
+        let (tasks, stopper) = Tasks::new();
         let ctx = Context {
             config: config.clone(),
             db: db.clone(),
             events: events.clone(),
             metrics: metrics.clone(),
+            tasks,
+            settings,
         };
         let routes = S::build(ctx)
             .await
@@ -288,7 +354,7 @@ impl Server {
             service: config.service.clone(),
             instance: config.instance.clone(),
             started: Instant::now(),
-            restarts: restarts(std::env::var(RESTARTS).ok().as_deref()),
+            restarts: restarts(config.env.get(RESTARTS)),
         });
         let mut platform = Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -327,6 +393,7 @@ impl Server {
             db,
             events,
             subscriptions,
+            tasks: stopper,
         })
     }
 
@@ -338,8 +405,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets
-    /// in-flight requests finish (up to the configured drain time) and
-    /// closes the database.
+    /// in-flight requests finish (up to the configured drain time), stops
+    /// and awaits the service's background tasks (as long again at most),
+    /// stops the event side and closes the database.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -353,6 +421,7 @@ impl Server {
             db,
             events,
             subscriptions,
+            tasks,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -435,6 +504,8 @@ impl Server {
             }
         };
         health_task.abort();
+        // Before the event side: what the tasks commit is still published.
+        tasks.stop(config.shutdown_timeout).await;
         let _ = events_stop_tx.send(true);
         let settle = futures_util::future::join_all(background);
         if tokio::time::timeout(Duration::from_secs(5), settle)

@@ -312,6 +312,7 @@ pub struct IdentityWithAdmin;
 
 impl Service for IdentityWithAdmin {
     const NAME: &'static str = "identity";
+    type Settings = ();
 
     fn migrations() -> Option<&'static bazaar_platform::db::Migrations> {
         bazaar_identity::Identity::migrations()

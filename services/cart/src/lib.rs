@@ -72,14 +72,15 @@ pub struct Cart;
 
 impl Service for Cart {
     const NAME: &'static str = "cart";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are cart's.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Cart's own variables, read once at start.
 
-use bazaar_platform::config::{ConfigError, Env, Var, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var};
 
 /// Prefix of the cart keys in Redis.
 pub const REDIS_PREFIX: &str = "BAZAAR_CART_REDIS_PREFIX";
@@ -32,15 +32,21 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Reads the cart variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            // Keys stay easy to type and to match in redis-cli.
+            redis_prefix: env.read(
+                REDIS_PREFIX,
+                DEFAULT_REDIS_PREFIX.to_owned(),
+                "a key prefix has no spaces or control characters",
+                |v| (!v.chars().any(|c| c.is_whitespace() || c.is_control())).then(|| v.to_owned()),
+            )?,
+        })
     }
+}
 
+impl Settings {
     /// Reads the cart variables from `vars` (tests pass their own).
     ///
     /// # Errors
@@ -48,20 +54,7 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_CART_");
-        let mut settings = Self::default();
-        if let Some(value) = env.get(REDIS_PREFIX) {
-            // Keys stay easy to type and to match in redis-cli.
-            if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(refuse(
-                    REDIS_PREFIX,
-                    value,
-                    "a key prefix has no spaces or control characters",
-                ));
-            }
-            value.clone_into(&mut settings.redis_prefix);
-        }
-        Ok(settings)
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_CART_"))
     }
 }
 

@@ -47,8 +47,7 @@ mod store;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-use bazaar_platform::config::{Var, parse_duration};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var};
 use bazaar_platform::db::Migrations;
 use bazaar_platform::server::{Context, Routes, Service};
 
@@ -67,25 +66,40 @@ pub const VARS: &[Var] = &[Var {
     help: "How long a product or the category counts stay cached in process (`0` turns the cache off). Other replicas' writes show after at most this long.",
 }];
 
+/// What the catalog is tuned with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a product or the category counts stay cached (zero: off).
+    pub cache_ttl: Duration,
+}
+
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            cache_ttl: env.duration(CACHE_TTL_VAR, Duration::from_secs(1))?,
+        })
+    }
+}
+
 /// The catalog service.
 #[derive(Debug)]
 pub struct Catalog;
 
 impl Service for Catalog {
     const NAME: &'static str = "catalog";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        let ttl = cache_ttl(std::env::var(CACHE_TTL_VAR).ok().as_deref())?;
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
         let db = ctx.db()?;
         let state = http::AppState {
             kind: db.kind(),
             db,
             events: ctx.events()?,
-            cache: cache::Cache::new(ttl),
+            cache: cache::Cache::new(ctx.settings().cache_ttl),
         };
         let verifier = ctx.verifier()?;
         let grpc = grpc::server(state.clone());
@@ -95,18 +109,14 @@ impl Service for Catalog {
     }
 }
 
-/// The cache TTL from the variable's value, if set.
-fn cache_ttl(value: Option<&str>) -> anyhow::Result<Duration> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(Duration::from_secs(1)),
-        Some(v) => parse_duration(v)
-            .with_context(|| format!("{CACHE_TTL_VAR}={v:?} is not a duration like 1s or 500ms")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache_ttl(value: Option<&str>) -> Result<Duration, ConfigError> {
+        let vars = value.map(|v| (CACHE_TTL_VAR.to_owned(), v.to_owned()));
+        Settings::from_env(&Env::with_prefix(vars, "BAZAAR_CATALOG_")).map(|s| s.cache_ttl)
+    }
 
     #[test]
     fn cache_ttl_defaults_and_parses() {

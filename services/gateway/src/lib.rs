@@ -62,9 +62,10 @@ struct State {
 
 impl Service for Gateway {
     const NAME: &'static str = "gateway";
+    type Settings = Settings;
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        let settings = Settings::from_env()?;
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
         Self::routes(ctx, settings).await
     }
 }
@@ -122,8 +123,14 @@ impl Gateway {
                 // check would take every replica out of service at once when
                 // Redis blinks. The fail-open counter is how an outage shows.
                 limit::Limiter::Redis(
-                    limit::Shared::connect(client, rate, settings.redis_prefix.clone(), fail_open)
-                        .await,
+                    limit::Shared::connect(
+                        client,
+                        rate,
+                        settings.redis_prefix.clone(),
+                        fail_open,
+                        ctx.tasks(),
+                    )
+                    .await,
                 )
             }
         };

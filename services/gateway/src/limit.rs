@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use bazaar_platform::tasks::{Shutdown, Tasks};
 use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
@@ -279,12 +280,14 @@ impl Shared {
     ///
     /// Waits briefly for a first connection, so a gateway whose Redis is up
     /// enforces limits from its first request; if Redis is down it starts
-    /// anyway, failing open, and keeps connecting in the background.
+    /// anyway, failing open, and keeps connecting in the background (a task
+    /// of `tasks`, so it stops with the server).
     pub async fn connect(
         client: redis::Client,
         limit: RateLimit,
         prefix: String,
         fail_open: Counter,
+        tasks: &Tasks,
     ) -> Arc<Self> {
         let shared = Arc::new(Self {
             limit,
@@ -306,11 +309,13 @@ impl Shared {
             }
             Ok(Err(error)) => {
                 warn_unreachable(&error.to_string());
-                tokio::spawn(reconnect(Arc::downgrade(&shared), client));
+                let weak = Arc::downgrade(&shared);
+                tasks.spawn("redis reconnect", |stop| reconnect(weak, client, stop));
             }
             Err(_) => {
                 warn_unreachable("no answer in time");
-                tokio::spawn(reconnect(Arc::downgrade(&shared), client));
+                let weak = Arc::downgrade(&shared);
+                tasks.spawn("redis reconnect", |stop| reconnect(weak, client, stop));
             }
         }
         shared
@@ -396,21 +401,31 @@ fn warn_unreachable(error: &str) {
     );
 }
 
-/// Keeps trying to make the first connection, with backoff, until it works
-/// or the limiter is gone; the connection manager reconnects by itself after.
-async fn reconnect(shared: Weak<Shared>, client: redis::Client) {
+/// Keeps trying to make the first connection, with backoff, until it works,
+/// the limiter is gone or the server stops; the connection manager
+/// reconnects by itself after.
+async fn reconnect(
+    shared: Weak<Shared>,
+    client: redis::Client,
+    stop: Shutdown,
+) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(100);
     loop {
-        tokio::time::sleep(pause).await;
+        let connect = async {
+            tokio::time::sleep(pause).await;
+            ConnectionManager::new_with_config(client.clone(), manager_config()).await
+        };
+        let Some(attempt) = stop.unless_requested(connect).await else {
+            return Ok(());
+        };
         pause = (pause * 2).min(Duration::from_secs(5));
-        let attempt = ConnectionManager::new_with_config(client.clone(), manager_config()).await;
         let Some(limiter) = shared.upgrade() else {
-            return;
+            return Ok(());
         };
         if let Ok(connection) = attempt {
             let _ = limiter.connection.set(connection);
             tracing::info!("connected to Redis: rate limits apply");
-            return;
+            return Ok(());
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use bazaar_platform::config::{ConfigError, Env, Var, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var};
 
 /// Every variable the gateway reads on top of `bazaar_platform::config::VARS`.
 pub const VARS: &[Var] = &[
@@ -60,19 +60,48 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self::from_vars(std::iter::empty()).expect("the defaults are valid")
+        Self::from_env(&Env::default()).expect("the defaults are valid")
+    }
+}
+
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let per_second = env.read(
+            "BAZAAR_GATEWAY_RATE_LIMIT",
+            50.0,
+            "expected requests per second, e.g. 50 or 0.5 (0: off)",
+            |v| v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0),
+        )?;
+        let burst = env.read(
+            "BAZAAR_GATEWAY_RATE_BURST",
+            100,
+            "expected a whole number of requests, e.g. 100 (0: off)",
+            |v| v.parse::<u32>().ok(),
+        )?;
+        let cors_origins = match env.get("BAZAAR_GATEWAY_CORS_ORIGINS") {
+            Some("none") => Vec::new(),
+            _ => env.list(
+                "BAZAAR_GATEWAY_CORS_ORIGINS",
+                "http://127.0.0.1:8080,http://localhost:8080",
+                "expected scheme://host[:port] with no path, e.g. https://shop.example",
+                origin,
+            )?,
+        };
+        Ok(Self {
+            rate_limit: (per_second > 0.0 && burst > 0).then_some(RateLimit { per_second, burst }),
+            redis_prefix: env.string("BAZAAR_GATEWAY_RATE_PREFIX", "bazaar:ratelimit"),
+            cors_origins,
+            trusted_proxies: env.list(
+                "BAZAAR_GATEWAY_TRUSTED_PROXIES",
+                "",
+                "expected an IP address or a CIDR range, e.g. 10.0.0.0/8",
+                IpNet::parse,
+            )?,
+        })
     }
 }
 
 impl Settings {
-    /// Reads the settings from the process environment.
-    ///
-    /// # Errors
-    /// A variable whose value cannot be used.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
-    }
-
     /// Reads the settings from the given variables (tests pass their own).
     ///
     /// # Errors
@@ -80,84 +109,7 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_GATEWAY_");
-
-        let per_second = match env.get("BAZAAR_GATEWAY_RATE_LIMIT") {
-            None => 50.0,
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| {
-                    refuse(
-                        "BAZAAR_GATEWAY_RATE_LIMIT",
-                        v,
-                        "expected requests per second, e.g. 50 or 0.5 (0: off)",
-                    )
-                })?,
-        };
-        let burst = match env.get("BAZAAR_GATEWAY_RATE_BURST") {
-            None => 100,
-            Some(v) => v.parse::<u32>().map_err(|_| {
-                refuse(
-                    "BAZAAR_GATEWAY_RATE_BURST",
-                    v,
-                    "expected a whole number of requests, e.g. 100 (0: off)",
-                )
-            })?,
-        };
-        let rate_limit = (per_second > 0.0 && burst > 0).then_some(RateLimit { per_second, burst });
-
-        let redis_prefix = env
-            .get("BAZAAR_GATEWAY_RATE_PREFIX")
-            .unwrap_or("bazaar:ratelimit")
-            .to_owned();
-
-        let cors_origins = match env.get("BAZAAR_GATEWAY_CORS_ORIGINS") {
-            Some("none") => Vec::new(),
-            value => {
-                let value = value.unwrap_or("http://127.0.0.1:8080,http://localhost:8080");
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(|o| {
-                        origin(o).ok_or_else(|| {
-                            refuse(
-                                "BAZAAR_GATEWAY_CORS_ORIGINS",
-                                o,
-                                "expected scheme://host[:port] with no path, e.g. https://shop.example",
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-        };
-
-        let trusted_proxies = match env.get("BAZAAR_GATEWAY_TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(value) => value
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    IpNet::parse(p).ok_or_else(|| {
-                        refuse(
-                            "BAZAAR_GATEWAY_TRUSTED_PROXIES",
-                            p,
-                            "expected an IP address or a CIDR range, e.g. 10.0.0.0/8",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        Ok(Self {
-            rate_limit,
-            redis_prefix,
-            cors_origins,
-            trusted_proxies,
-        })
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_GATEWAY_"))
     }
 }
 

@@ -13,12 +13,13 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bazaar_events::identity::UserRegistered;
-use bazaar_platform::config::{ConfigError, Env, Var, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var, refuse};
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
 use uuid::Uuid;
 
 use crate::domain::{Email, Name, Password, Role};
+use crate::keys::KeySource;
 use crate::password::Hasher;
 use crate::store;
 
@@ -61,24 +62,28 @@ pub struct Admin {
     pub password: Password,
 }
 
-/// Identity's settings besides the signing key.
+/// Identity's settings: the signing key's source and the admin account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// The admin account ensured at start; `None`: none.
     pub admin: Option<Admin>,
+    /// Where the signing key comes from.
+    pub(crate) signing_key: KeySource,
+}
+
+impl FromEnv for Settings {
+    /// Reads identity's variables (never showing a password or a key in an
+    /// error).
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            admin: admin(env)?,
+            signing_key: KeySource::from_env(env)?,
+        })
+    }
 }
 
 impl Settings {
-    /// Reads identity's admin variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it (never showing a
-    /// password).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
-    }
-
-    /// Reads identity's admin variables from `vars` (tests pass their own).
+    /// Reads identity's variables from `vars` (tests pass their own).
     ///
     /// # Errors
     /// A variable that is set but not valid, naming it (never showing a
@@ -86,44 +91,46 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_IDENTITY_");
-        let email = match env.get(ADMIN_EMAIL) {
-            None => Email::parse(DEFAULT_ADMIN_EMAIL)
-                .map_err(|e| refuse(ADMIN_EMAIL, DEFAULT_ADMIN_EMAIL, e.message()))?,
-            Some(raw) => Email::parse(raw).map_err(|e| refuse(ADMIN_EMAIL, raw, e.message()))?,
-        };
-        let (var, raw) = match (env.get(ADMIN_PASSWORD), env.get(ADMIN_PASSWORD_FILE)) {
-            (Some(_), Some(_)) => {
-                return Err(refuse(
-                    ADMIN_PASSWORD_FILE,
-                    "[redacted]",
-                    "set BAZAAR_IDENTITY_ADMIN_PASSWORD or BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE, not both",
-                ));
-            }
-            (None, None) => return Ok(Self { admin: None }),
-            (Some(inline), None) => (ADMIN_PASSWORD, inline.to_owned()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    refuse(
-                        ADMIN_PASSWORD_FILE,
-                        path,
-                        &format!("cannot read the file: {e}"),
-                    )
-                })?;
-                (ADMIN_PASSWORD_FILE, text.trim().to_owned())
-            }
-        };
-        let password = Password::parse(raw).map_err(|e| {
-            refuse(
-                var,
-                "[redacted]",
-                &format!("the admin password {}", e.message()),
-            )
-        })?;
-        Ok(Self {
-            admin: Some(Admin { email, password }),
-        })
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_IDENTITY_"))
     }
+}
+
+/// The admin account the variables ask for, if any.
+fn admin(env: &Env) -> Result<Option<Admin>, ConfigError> {
+    let email = match env.get(ADMIN_EMAIL) {
+        None => Email::parse(DEFAULT_ADMIN_EMAIL)
+            .map_err(|e| refuse(ADMIN_EMAIL, DEFAULT_ADMIN_EMAIL, e.message()))?,
+        Some(raw) => Email::parse(raw).map_err(|e| refuse(ADMIN_EMAIL, raw, e.message()))?,
+    };
+    let (var, raw) = match (env.get(ADMIN_PASSWORD), env.get(ADMIN_PASSWORD_FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                ADMIN_PASSWORD_FILE,
+                "[redacted]",
+                "set BAZAAR_IDENTITY_ADMIN_PASSWORD or BAZAAR_IDENTITY_ADMIN_PASSWORD_FILE, not both",
+            ));
+        }
+        (None, None) => return Ok(None),
+        (Some(inline), None) => (ADMIN_PASSWORD, inline.to_owned()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                refuse(
+                    ADMIN_PASSWORD_FILE,
+                    path,
+                    &format!("cannot read the file: {e}"),
+                )
+            })?;
+            (ADMIN_PASSWORD_FILE, text.trim().to_owned())
+        }
+    };
+    let password = Password::parse(raw).map_err(|e| {
+        refuse(
+            var,
+            "[redacted]",
+            &format!("the admin password {}", e.message()),
+        )
+    })?;
+    Ok(Some(Admin { email, password }))
 }
 
 /// A new random admin password: 24 bytes from the operating system's CSPRNG

@@ -45,27 +45,28 @@ pub const VARS: &[Var] = &[
 type Seed = [u8; 32];
 
 /// Where the key comes from, as configured.
-#[derive(Debug)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum KeySource {
     /// `BAZAAR_IDENTITY_SIGNING_KEY`.
     Inline(Secret<Seed>),
     /// What the file named by `BAZAAR_IDENTITY_SIGNING_KEY_FILE` held.
     File(Secret<Seed>),
     /// Neither: the development key.
+    #[default]
     Unset,
 }
 
 impl KeySource {
-    /// Reads the identity variables from the process environment.
-    pub(crate) fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
-    }
-
-    /// Reads the identity variables from `vars` (tests pass their own).
+    /// Reads the signing key's variables from `vars` (tests pass their own).
+    #[cfg(test)]
     pub(crate) fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_IDENTITY_");
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_IDENTITY_"))
+    }
+
+    /// Reads the signing key's variables from `env`.
+    pub(crate) fn from_env(env: &Env) -> Result<Self, ConfigError> {
         match (env.get(SIGNING_KEY), env.get(SIGNING_KEY_FILE)) {
             (Some(_), Some(_)) => Err(refuse(
                 SIGNING_KEY_FILE,

@@ -89,27 +89,28 @@ pub struct Identity;
 
 impl Service for Identity {
     const NAME: &'static str = "identity";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are identity's.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 
 /// Builds identity's routes with explicit `settings` (what [`Identity`]
 /// does with the environment's); for a [`Service`] of tests that need an
-/// admin account. The signing key still comes from the environment (or
-/// the development key).
+/// admin account. Settings read from variables without a signing key use
+/// the development key.
 ///
 /// # Errors
 /// When the context has no database, the signing key is refused, or the
 /// admin account cannot be ensured.
 pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
-    let signer = keys::KeySource::from_env()?.signer(ctx.config())?;
+    let signer = settings.signing_key.signer(ctx.config())?;
     let hasher = password::Hasher::new()
         .await
         .context("cannot prepare password hashing")?;

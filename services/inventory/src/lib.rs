@@ -19,10 +19,9 @@
 //! reservation is held for `BAZAAR_INVENTORY_RESERVATION_TTL` (10 minutes
 //! by default; see [`VARS`]); then it expires and its units are available
 //! again, so an order service that never comes back cannot hold stock
-//! forever. Expiry is done by a sweeper task that [`Inventory`]'s build
-//! spawns with tokio: it runs every quarter of the TTL (at most every 30 s)
-//! and ends when the server closes the database (the platform has no hook
-//! for background tasks). A `Commit` that finds its reservation expired
+//! forever. Expiry is done by a sweeper, a background task of the server
+//! (`Context::spawn`): it runs every quarter of the TTL (at most every
+//! 30 s) and stops with the server, after its sweep at hand. A `Commit` that finds its reservation expired
 //! expires it on the spot instead of committing.
 //!
 //! Concurrent reservations never oversell: units are held by one
@@ -72,14 +71,15 @@ pub struct Inventory;
 
 impl Service for Inventory {
     const NAME: &'static str = "inventory";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are inventory's.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 
@@ -102,7 +102,9 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         low_stock = settings.low_stock,
         "inventory settings"
     );
-    ledger.spawn_sweeper();
+    ctx.spawn("reservation sweeper", |shutdown| {
+        ledger.clone().sweep_until(shutdown)
+    });
     let grpc = InventoryServer::new(grpc::Grpc {
         ledger: ledger.clone(),
     });

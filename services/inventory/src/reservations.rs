@@ -6,6 +6,7 @@ use std::time::Duration;
 use bazaar_events::inventory::StockLow;
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
+use bazaar_platform::tasks::Shutdown;
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
@@ -297,27 +298,20 @@ impl Ledger {
     }
 
     /// Runs [`Ledger::sweep`] every quarter of the TTL (at least every
-    /// 30 s) until the database pool closes, which the platform does when
-    /// the server stops.
-    pub(crate) fn spawn_sweeper(&self) {
-        let ledger = self.clone();
+    /// 30 s) until the server stops; a sweep under way is finished first.
+    pub(crate) async fn sweep_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let period = (self.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                if ledger.db.pool().is_closed() {
-                    break;
-                }
-                match ledger.sweep().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "released expired reservations"),
-                    Err(e) if ledger.db.pool().is_closed() => {
-                        tracing::debug!(error = %e, "sweeper stops with the database");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot release expired reservations"),
-                }
+        while shutdown
+            .unless_requested(tokio::time::sleep(period))
+            .await
+            .is_some()
+        {
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "released expired reservations"),
+                Err(e) => tracing::warn!(error = %e, "cannot release expired reservations"),
             }
-        });
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var};
 
 /// How long a reservation holds stock before it expires.
 pub const RESERVATION_TTL: &str = "BAZAAR_INVENTORY_RESERVATION_TTL";
@@ -42,15 +42,17 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Reads the inventory variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            reservation_ttl: env.positive_duration(RESERVATION_TTL, defaults.reservation_ttl)?,
+            low_stock: env.number(LOW_STOCK, defaults.low_stock, 0..)?,
+        })
     }
+}
 
+impl Settings {
     /// Reads the inventory variables from `vars` (tests pass their own).
     ///
     /// # Errors
@@ -58,31 +60,7 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_INVENTORY_");
-        let mut settings = Self::default();
-        if let Some(value) = env.get(RESERVATION_TTL) {
-            settings.reservation_ttl =
-                parse_duration(value)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        refuse(
-                            RESERVATION_TTL,
-                            value,
-                            "not a positive duration like 90s or 10m",
-                        )
-                    })?;
-        }
-        if let Some(value) = env.get(LOW_STOCK) {
-            settings.low_stock =
-                value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| {
-                        refuse(LOW_STOCK, value, "not a whole number of units, 0 or more")
-                    })?;
-        }
-        Ok(settings)
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_INVENTORY_"))
     }
 }
 

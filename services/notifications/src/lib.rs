@@ -88,14 +88,15 @@ pub struct Notifications;
 
 impl Service for Notifications {
     const NAME: &'static str = "notifications";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are notifications'.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 
@@ -134,14 +135,14 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
     );
 
     let wake = Arc::new(tokio::sync::Notify::new());
-    mail::Postman {
+    let postman = mail::Postman {
         db: db.clone(),
         mailer,
         from,
         metrics: metrics.clone(),
         wake: wake.clone(),
-    }
-    .spawn();
+    };
+    ctx.spawn("mail", |shutdown| postman.run(shutdown));
 
     let hub = live::Hub::default();
     let feed = consumer::Feed {

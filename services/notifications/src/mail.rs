@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bazaar_platform::db::Db;
+use bazaar_platform::tasks::Shutdown;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use maud::{DOCTYPE, Markup, html};
@@ -334,35 +335,27 @@ pub(crate) struct Postman {
 }
 
 impl Postman {
-    /// Runs the worker on tokio until the database closes (the platform
-    /// has no shutdown hook for background tasks; closing the pool is the
-    /// last thing a server does).
-    pub(crate) fn spawn(self) {
-        tokio::spawn(async move {
-            loop {
-                if self.db.pool().is_closed() {
-                    break;
-                }
-                match self.round().await {
-                    // A full batch: there may be more due now.
-                    Ok(n) if n >= BATCH as usize => continue,
-                    Ok(_) => {}
-                    Err(e) if self.db.pool().is_closed() => {
-                        tracing::debug!(error = %e, "mail worker stops with the database");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read the e-mails to send"),
-                }
-                tokio::select! {
-                    () = self.wake.notified() => {
-                        // Rung inside the transaction that records the
-                        // e-mail; give it a moment to commit.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    () = tokio::time::sleep(POLL) => {}
-                }
+    /// Sends e-mails as they are recorded (and retries due ones) until the
+    /// server stops; a round under way is finished first.
+    pub(crate) async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        while !shutdown.is_requested() {
+            match self.round().await {
+                // A full batch: there may be more due now.
+                Ok(n) if n >= BATCH as usize => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the e-mails to send"),
             }
-        });
+            tokio::select! {
+                () = self.wake.notified() => {
+                    // Rung inside the transaction that records the
+                    // e-mail; give it a moment to commit.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                () = tokio::time::sleep(POLL) => {}
+                () = shutdown.requested() => {}
+            }
+        }
+        Ok(())
     }
 
     /// Sends what is due; how many it took.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Env, Secret, Var, parse_duration, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Secret, Var, refuse};
 
 /// Where e-mail is sent; unset: `.eml` files under the data dir.
 pub const SMTP_URL: &str = "BAZAAR_NOTIFICATIONS_SMTP_URL";
@@ -69,27 +69,9 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Reads the notifications variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it (never showing a
-    /// secret's value).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
-    }
-
-    /// Reads the notifications variables from `vars` (tests pass their own).
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it (never showing a
-    /// secret's value).
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_NOTIFICATIONS_");
-        let mut settings = Self::default();
-
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
         let smtp = match (env.get(SMTP_URL), env.get(SMTP_URL_FILE)) {
             (Some(url), _) => Some((SMTP_URL, url.to_owned())),
             (None, Some(path)) => {
@@ -99,33 +81,43 @@ impl Settings {
             }
             (None, None) => None,
         };
-        if let Some((var, url)) = smtp {
-            check_smtp_url(&url).map_err(|reason| refuse(var, "[redacted]", reason))?;
-            settings.smtp_url = Some(Secret::new(url));
-        }
-        if let Some(value) = env.get(MAIL_FROM) {
-            value.parse::<lettre::message::Mailbox>().map_err(|_| {
-                refuse(
-                    MAIL_FROM,
-                    value,
-                    "not an e-mail address like Bazaar <no-reply@example.com>",
-                )
-            })?;
-            value.clone_into(&mut settings.mail_from);
-        }
-        if let Some(value) = env.get(PUBLIC_URL) {
-            let url = url::Url::parse(value)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                .ok_or_else(|| refuse(PUBLIC_URL, value, "not an http(s) URL"))?;
-            settings.public_url = url.as_str().trim_end_matches('/').to_owned();
-        }
-        if let Some(value) = env.get(KEEP_ALIVE) {
-            settings.keep_alive = parse_duration(value)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| refuse(KEEP_ALIVE, value, "not a positive duration like 15s"))?;
-        }
-        Ok(settings)
+        let smtp_url = smtp
+            .map(|(var, url)| {
+                check_smtp_url(&url).map_err(|reason| refuse(var, "[redacted]", reason))?;
+                Ok(Secret::new(url))
+            })
+            .transpose()?;
+        Ok(Self {
+            smtp_url,
+            mail_from: env.read(
+                MAIL_FROM,
+                defaults.mail_from,
+                "not an e-mail address like Bazaar <no-reply@example.com>",
+                |v| {
+                    v.parse::<lettre::message::Mailbox>()
+                        .ok()
+                        .map(|_| v.to_owned())
+                },
+            )?,
+            public_url: env
+                .url(PUBLIC_URL, &["http", "https"])?
+                .map_or(defaults.public_url, |url| {
+                    url.as_str().trim_end_matches('/').to_owned()
+                }),
+            keep_alive: env.positive_duration(KEEP_ALIVE, defaults.keep_alive)?,
+        })
+    }
+}
+
+impl Settings {
+    /// Reads the notifications variables from `vars` (tests pass their own).
+    ///
+    /// # Errors
+    /// A variable that is set but not valid, naming it.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_NOTIFICATIONS_"))
     }
 }
 

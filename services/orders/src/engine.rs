@@ -4,11 +4,10 @@
 //! stored before it is taken and recorded in one transaction with its
 //! outcome (and, at the end, the outbox event).
 //!
-//! The tasks end when the server does. The platform has no hook for
-//! background work, so the router holds a [`Lifeline`]: when the server
-//! stops (drained or aborted), the router and with it the lifeline are
-//! dropped, and every task and the poller stop at their next await. A
-//! closed database pool (graceful stop) stops them too.
+//! The tasks are the server's (`Context::spawn`): when it stops (drained,
+//! or dropped), every saga task and the poller stop at their next await,
+//! each saga where a restart resumes it, and the server awaits them
+//! before it closes the database.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -19,8 +18,9 @@ use bazaar_events::orders::{Money as EventMoney, OrderCancelled, OrderConfirmed,
 use bazaar_platform::client::CallError;
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
+use bazaar_platform::tasks::{Shutdown, Tasks};
 use sqlx::{Any, Transaction};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -30,12 +30,6 @@ use crate::saga::{self, Stage, Undo};
 use crate::settings::Settings;
 use crate::store::{self, Saga};
 use crate::upstream::{Authorization, Commit, Release, Reserve, Upstreams, Void};
-
-/// Held by the router; dropping it stops every saga task of the process.
-#[derive(Debug)]
-pub(crate) struct Lifeline {
-    _alive: watch::Sender<()>,
-}
 
 /// What runs sagas in this process.
 #[derive(Debug)]
@@ -50,7 +44,9 @@ pub(crate) struct Engine {
     owner: String,
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
-    alive: watch::Receiver<()>,
+    /// Where saga tasks run: the server's, so they stop with it.
+    tasks: Tasks,
+    shutdown: Shutdown,
 }
 
 /// Why a saga task stopped before its saga ended.
@@ -101,7 +97,7 @@ fn lost() -> Halt {
 }
 
 impl Engine {
-    /// An engine and the lifeline the router must hold.
+    /// An engine whose tasks run in `tasks`.
     pub(crate) fn new(
         db: Db,
         events: Events,
@@ -109,9 +105,9 @@ impl Engine {
         settings: Settings,
         metrics: OrdersMetrics,
         instance: &str,
-    ) -> (Arc<Self>, Lifeline) {
-        let (tx, rx) = watch::channel(());
-        let engine = Arc::new(Self {
+        tasks: Tasks,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             db,
             events,
             upstreams,
@@ -119,10 +115,10 @@ impl Engine {
             owner: format!("{instance}/{}", Uuid::now_v7()),
             permits: Arc::new(Semaphore::new(settings.saga_concurrency.max(1))),
             running: Mutex::default(),
-            alive: rx,
+            shutdown: tasks.shutdown(),
+            tasks,
             settings,
-        });
-        (engine, Lifeline { _alive: tx })
+        })
     }
 
     /// The name this process holds leases under.
@@ -140,21 +136,15 @@ impl Engine {
     }
 
     fn is_stopped(&self) -> bool {
-        self.alive.has_changed().is_err() || self.db.pool().is_closed()
-    }
-
-    /// Resolves when the server stops.
-    async fn stopped(&self) {
-        let mut alive = self.alive.clone();
-        while alive.changed().await.is_ok() {}
+        self.shutdown.is_requested() || self.db.pool().is_closed()
     }
 
     /// `work`, unless the server stops first.
     async fn unless_stopped<F: Future>(&self, work: F) -> Result<F::Output, Halt> {
-        tokio::select! {
-            out = work => Ok(out),
-            () = self.stopped() => Err(Halt::Stopped),
-        }
+        self.shutdown
+            .unless_requested(work)
+            .await
+            .ok_or(Halt::Stopped)
     }
 
     /// Sleeps `d`, unless the server stops first.
@@ -201,17 +191,18 @@ impl Engine {
         let engine = self.clone();
         let span = tracing::info_span!(parent: None, "saga", order_id = %id);
         span.follows_from(tracing::Span::current());
-        tokio::spawn(
+        self.tasks.spawn("saga", move |_| {
             async move {
                 let _running = Running(engine.clone(), id);
                 let permits = engine.permits.clone();
                 let Ok(Ok(_permit)) = engine.unless_stopped(permits.acquire_owned()).await else {
-                    return;
+                    return Ok(());
                 };
                 engine.run(id).await;
+                Ok(())
             }
-            .instrument(span),
-        );
+            .instrument(span)
+        });
     }
 
     /// Looks for pending orders nobody holds a lease on, at once (so a
@@ -219,7 +210,7 @@ impl Engine {
     /// expired) and then every poll interval, until the server stops.
     pub(crate) fn spawn_poller(self: &Arc<Self>) {
         let engine = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("saga poller", move |_| async move {
             let limit = i64::try_from(engine.settings.saga_concurrency).unwrap_or(i64::MAX);
             loop {
                 if engine.is_stopped() {
@@ -242,6 +233,7 @@ impl Engine {
                 }
             }
             tracing::debug!("saga poller stopped");
+            Ok(())
         });
     }
 

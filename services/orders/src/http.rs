@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::domain::{
     Address, Card, CardNumber, Checkout, Cvc, Expiry, FieldIssue, IdempotencyKey, Lines,
 };
-use crate::engine::{Engine, Lifeline};
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::store::{self, NewOrder, Order};
 
@@ -29,20 +29,15 @@ use crate::store::{self, NewOrder, Order};
 #[derive(Clone)]
 pub(crate) struct AppState {
     engine: Arc<Engine>,
-    /// Dropped with the last clone of the router: stops the saga tasks.
-    _lifeline: Arc<Lifeline>,
 }
 
 /// The service's routes; `verifier` checks users' tokens.
-pub(crate) fn router(engine: Arc<Engine>, lifeline: Lifeline, verifier: Verifier) -> Router {
+pub(crate) fn router(engine: Arc<Engine>, verifier: Verifier) -> Router {
     Router::new()
         .route("/api/v1/orders", get(list).post(place))
         .route("/api/v1/orders/{id}", get(one))
         .layer(Extension(verifier))
-        .with_state(AppState {
-            engine,
-            _lifeline: Arc::new(lifeline),
-        })
+        .with_state(AppState { engine })
 }
 
 /// The OpenAPI description of these routes.

@@ -67,9 +67,9 @@
 //! picks up a dead one's sagas once their leases expire. An order older
 //! than `BAZAAR_ORDERS_SAGA_DEADLINE` that has not reached the commit is
 //! compensated and cancelled `timed_out`; after it, it keeps going forward.
-//! Background tasks end when the server stops: the platform has no hook for
-//! them, so the router holds a lifeline whose drop (when the server ends,
-//! drained or aborted) stops them, as does the closed database.
+//! The sagas and the poller are the server's background tasks
+//! (`Context::spawn`): they stop when it does (drained, or dropped), a saga
+//! where a restart resumes it, and are awaited before the database closes.
 //!
 //! # Invariant: card data
 //!
@@ -116,14 +116,15 @@ pub struct Orders;
 
 impl Service for Orders {
     const NAME: &'static str = "orders";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are orders'.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 
@@ -137,13 +138,14 @@ impl Service for Orders {
 pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
     let upstreams = upstream::Upstreams::new(&ctx, &settings)?;
     let verifier = ctx.verifier()?;
-    let (engine, lifeline) = engine::Engine::new(
+    let engine = engine::Engine::new(
         ctx.db()?,
         ctx.events()?,
         upstreams,
         settings,
         metrics::OrdersMetrics::registered(ctx.metrics()),
         &ctx.config().instance,
+        ctx.tasks().clone(),
     );
     tracing::info!(
         saga_deadline = ?settings.saga_deadline,
@@ -153,5 +155,5 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         "orders settings"
     );
     engine.spawn_poller();
-    Ok(Routes::new(http::router(engine, lifeline, verifier)).openapi(http::openapi()))
+    Ok(Routes::new(http::router(engine, verifier)).openapi(http::openapi()))
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var, refuse};
 
 /// How long a saga may take before an order not yet past the pivot is
 /// cancelled `timed_out`.
@@ -104,15 +104,40 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Reads the orders variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let settings = Self {
+            saga_deadline: env.positive_duration(SAGA_DEADLINE, defaults.saga_deadline)?,
+            lease: env.positive_duration(LEASE, defaults.lease)?,
+            poll_interval: env.positive_duration(POLL_INTERVAL, defaults.poll_interval)?,
+            saga_concurrency: env.number(
+                SAGA_CONCURRENCY,
+                defaults.saga_concurrency,
+                1..=100_000,
+            )?,
+            authorize_attempts: env.number(
+                AUTHORIZE_ATTEMPTS,
+                defaults.authorize_attempts,
+                1..=100_000,
+            )?,
+            retry_backoff: env.positive_duration(RETRY_BACKOFF, defaults.retry_backoff)?,
+            retry_backoff_max: env
+                .positive_duration(RETRY_BACKOFF_MAX, defaults.retry_backoff_max)?,
+            call_timeout: env.positive_duration(CALL_TIMEOUT, defaults.call_timeout)?,
+        };
+        if settings.retry_backoff_max < settings.retry_backoff {
+            return Err(refuse(
+                RETRY_BACKOFF_MAX,
+                env.get(RETRY_BACKOFF_MAX).unwrap_or("5s"),
+                "shorter than BAZAAR_ORDERS_RETRY_BACKOFF",
+            ));
+        }
+        Ok(settings)
     }
+}
 
+impl Settings {
     /// Reads the orders variables from `vars` (tests pass their own).
     ///
     /// # Errors
@@ -120,55 +145,7 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_ORDERS_");
-        let duration = |name: &str, current: Duration| -> Result<Duration, ConfigError> {
-            match env.get(name) {
-                None => Ok(current),
-                Some(value) => parse_duration(value)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        refuse(name, value, "not a positive duration like 500ms, 10s or 2m")
-                    }),
-            }
-        };
-        let count = |name: &str, current: u64| -> Result<u64, ConfigError> {
-            match env.get(name) {
-                None => Ok(current),
-                Some(value) => value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| refuse(name, value, "not a whole number from 1 to 100000")),
-            }
-        };
-        let defaults = Self::default();
-        let settings = Self {
-            saga_deadline: duration(SAGA_DEADLINE, defaults.saga_deadline)?,
-            lease: duration(LEASE, defaults.lease)?,
-            poll_interval: duration(POLL_INTERVAL, defaults.poll_interval)?,
-            saga_concurrency: usize::try_from(count(
-                SAGA_CONCURRENCY,
-                defaults.saga_concurrency as u64,
-            )?)
-            .unwrap_or(usize::MAX),
-            authorize_attempts: u32::try_from(count(
-                AUTHORIZE_ATTEMPTS,
-                u64::from(defaults.authorize_attempts),
-            )?)
-            .unwrap_or(u32::MAX),
-            retry_backoff: duration(RETRY_BACKOFF, defaults.retry_backoff)?,
-            retry_backoff_max: duration(RETRY_BACKOFF_MAX, defaults.retry_backoff_max)?,
-            call_timeout: duration(CALL_TIMEOUT, defaults.call_timeout)?,
-        };
-        if settings.retry_backoff_max < settings.retry_backoff {
-            let value = env.get(RETRY_BACKOFF_MAX).unwrap_or("5s");
-            return Err(refuse(
-                RETRY_BACKOFF_MAX,
-                value,
-                "shorter than BAZAAR_ORDERS_RETRY_BACKOFF",
-            ));
-        }
-        Ok(settings)
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_ORDERS_"))
     }
 }
 

@@ -82,14 +82,15 @@ pub struct Payments;
 
 impl Service for Payments {
     const NAME: &'static str = "payments";
+    type Settings = Settings;
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)
     }
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        // Read here, not in the platform: these variables are payments'.
-        build(ctx, Settings::from_env()?).await
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
+        build(ctx, settings).await
     }
 }
 

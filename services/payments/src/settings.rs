@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bazaar_platform::config::{ConfigError, Env, Var, parse_duration, refuse};
+use bazaar_platform::config::{ConfigError, Env, FromEnv, Var};
 
 /// How long each call to the simulated processor takes.
 pub const PROCESSOR_LATENCY: &str = "BAZAAR_PAYMENTS_PROCESSOR_LATENCY";
@@ -35,15 +35,16 @@ pub struct Settings {
     pub processor_failure_rate: f64,
 }
 
-impl Settings {
-    /// Reads the payments variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(std::env::vars())
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            processor_latency: env.duration(PROCESSOR_LATENCY, Duration::ZERO)?,
+            processor_failure_rate: env.number(PROCESSOR_FAILURE_RATE, 0.0, 0.0..=1.0)?,
+        })
     }
+}
 
+impl Settings {
     /// Reads the payments variables from `vars` (tests pass their own).
     ///
     /// # Errors
@@ -51,36 +52,8 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_PAYMENTS_");
-        let mut settings = Self::default();
-        if let Some(value) = env.get(PROCESSOR_LATENCY) {
-            settings.processor_latency = parse_duration(value).ok_or_else(|| {
-                refuse(
-                    PROCESSOR_LATENCY,
-                    value,
-                    "not a duration like 0, 20ms or 1s",
-                )
-            })?;
-        }
-        if let Some(value) = env.get(PROCESSOR_FAILURE_RATE) {
-            settings.processor_failure_rate = parse_rate(value).ok_or_else(|| {
-                refuse(
-                    PROCESSOR_FAILURE_RATE,
-                    value,
-                    "not a fraction from 0.0 to 1.0",
-                )
-            })?;
-        }
-        Ok(settings)
+        Self::from_env(&Env::with_prefix(vars, "BAZAAR_PAYMENTS_"))
     }
-}
-
-/// A fraction from 0.0 to 1.0 (`0`, `0.05`, `1`).
-fn parse_rate(value: &str) -> Option<f64> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|r| (0.0..=1.0).contains(r))
 }
 
 #[cfg(test)]

@@ -63,9 +63,10 @@ pub struct App {
 
 impl Service for Storefront {
     const NAME: &'static str = "storefront";
+    type Settings = Settings;
 
-    async fn build(ctx: Context) -> anyhow::Result<Routes> {
-        let settings = Settings::from_env(ctx.config().environment)?;
+    async fn build(ctx: Context<Settings>) -> anyhow::Result<Routes> {
+        let (ctx, settings) = ctx.split();
         build(ctx, settings)
     }
 }

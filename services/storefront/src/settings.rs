@@ -1,6 +1,6 @@
 //! The storefront's own variables, read once at start.
 
-use bazaar_platform::config::{ConfigError, Env, Environment, Var, refuse};
+use bazaar_platform::config::{ConfigError, Env, Environment, FromEnv, Var};
 
 /// Whether session cookies are marked `Secure` (sent over HTTPS only).
 pub const SECURE_COOKIES: &str = "BAZAAR_STOREFRONT_SECURE_COOKIES";
@@ -20,16 +20,15 @@ pub struct Settings {
     pub secure_cookies: bool,
 }
 
-impl Settings {
-    /// Reads the storefront's variables from the process environment.
-    ///
-    /// # Errors
-    /// A variable that is set but not valid, naming it.
-    pub fn from_env(environment: Environment) -> Result<Self, ConfigError> {
-        Self::from_vars(environment, std::env::vars())
+impl FromEnv for Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::read(env, Environment::from_env(env)?)
     }
+}
 
-    /// Reads the storefront's variables from `vars` (tests pass their own).
+impl Settings {
+    /// Reads the storefront's variables from `vars` in `environment`
+    /// (tests pass their own).
     ///
     /// # Errors
     /// A variable that is set but not valid, naming it.
@@ -37,16 +36,13 @@ impl Settings {
         environment: Environment,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = Env::with_prefix(vars, "BAZAAR_STOREFRONT_");
-        let secure_cookies = match env.get(SECURE_COOKIES) {
-            None => environment == Environment::Production,
-            Some("true" | "1" | "yes") => true,
-            Some("false" | "0" | "no") => false,
-            Some(other) => {
-                return Err(refuse(SECURE_COOKIES, other, "expected true or false"));
-            }
-        };
-        Ok(Self { secure_cookies })
+        Self::read(&Env::with_prefix(vars, "BAZAAR_STOREFRONT_"), environment)
+    }
+
+    fn read(env: &Env, environment: Environment) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secure_cookies: env.flag(SECURE_COOKIES, environment == Environment::Production)?,
+        })
     }
 }
 

@@ -12,6 +12,8 @@ use bazaar_platform::server::{Context, Routes, Server, Service};
 use serde_json::Value;
 use sqlx::Row;
 
+mod hooks;
+
 static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("tests/fixtures/migrations/sqlite"),
     postgres: sqlx::migrate!("tests/fixtures/migrations/postgres"),
@@ -61,6 +63,7 @@ impl bazaar_bus::subscription::Handler for Seen {
 
 impl Service for Notes {
     const NAME: &'static str = "notes";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         Some(&MIGRATIONS)

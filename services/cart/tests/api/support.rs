@@ -160,6 +160,7 @@ pub struct RedisCart;
 
 impl Service for RedisCart {
     const NAME: &'static str = "cart";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         Some(migrations())

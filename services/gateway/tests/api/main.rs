@@ -25,6 +25,7 @@ struct Upstream;
 
 impl Service for Upstream {
     const NAME: &'static str = "catalog";
+    type Settings = ();
 
     async fn build(ctx: Context) -> anyhow::Result<Routes> {
         let instance = ctx.config().instance.clone();
@@ -123,6 +124,7 @@ struct Configured;
 
 impl Service for Configured {
     const NAME: &'static str = "gateway";
+    type Settings = ();
 
     async fn build(ctx: Context) -> anyhow::Result<Routes> {
         Gateway::routes(ctx, SETTINGS.with(Settings::clone)).await

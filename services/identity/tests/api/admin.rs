@@ -30,6 +30,7 @@ struct WithAdmin;
 
 impl Service for WithAdmin {
     const NAME: &'static str = "identity";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         Identity::migrations()
@@ -47,6 +48,7 @@ struct WithAdminFile;
 
 impl Service for WithAdminFile {
     const NAME: &'static str = "identity";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         Identity::migrations()

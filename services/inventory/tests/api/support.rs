@@ -23,6 +23,7 @@ pub struct Tuned<const TTL_MS: u64>;
 
 impl<const TTL_MS: u64> Service for Tuned<TTL_MS> {
     const NAME: &'static str = "inventory";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         bazaar_inventory::Inventory::migrations()

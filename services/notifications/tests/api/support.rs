@@ -37,6 +37,7 @@ pub struct Tuned;
 
 impl Service for Tuned {
     const NAME: &'static str = "notifications";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         Notifications::migrations()

@@ -57,6 +57,7 @@ pub fn settings(p: u8) -> bazaar_orders::Settings {
 
 impl<const P: u8> Service for Orders<P> {
     const NAME: &'static str = "orders";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         bazaar_orders::Orders::migrations()
@@ -72,6 +73,7 @@ pub struct Payments<const MS: u64>;
 
 impl<const MS: u64> Service for Payments<MS> {
     const NAME: &'static str = "payments";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         bazaar_payments::Payments::migrations()

@@ -28,6 +28,7 @@ impl<const LATENCY_MS: u64, const FAILURE_PERMILLE: u32> Service
     for Tuned<LATENCY_MS, FAILURE_PERMILLE>
 {
     const NAME: &'static str = "payments";
+    type Settings = ();
 
     fn migrations() -> Option<&'static Migrations> {
         bazaar_payments::Payments::migrations()
