@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compares the gateway with nginx proxying the same upstream on this machine,
-# and with the upstream called directly: `bazaar bench gateway`.
+# and with the upstream called directly: `bazaar bench gateway` (the
+# bazaar-bench program, on the bazaar binary of the same release build).
 #
 # Installs Debian's nginx (nginx-light, or nginx where that package is gone)
 # when no nginx is found, then runs the benchmark from a release build.
@@ -40,4 +41,5 @@ if ! have_nginx; then
     }
 fi
 
-exec cargo run --release -p bazaar -- bench gateway "$@"
+cargo build --release -p bazaar -p bazaar-bench
+exec cargo run --release -p bazaar-bench -- gateway "$@"

@@ -1,7 +1,7 @@
 //! The command line, as clap types. Values are checked here (service names,
 //! URLs), so a mistake is reported before any process starts.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -51,9 +51,9 @@ pub enum Command {
     /// Run one service, configured by BAZAAR_* environment variables (what a container runs)
     #[command(after_long_help = serve_env_help())]
     Serve(ServeArgs),
-    /// Measure the system
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Measure the system (runs bazaar-bench, built beside this binary)
+    #[command(disable_help_flag = true)]
+    Bench(BenchArgs),
     /// Generate the deployment files (Docker Compose, Kubernetes) from the service registry
     #[command(subcommand)]
     Deploy(crate::deploy::DeployCommand),
@@ -125,146 +125,17 @@ pub struct ServeArgs {
     pub service: String,
 }
 
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Start the fleet N times: time until ready, memory of every process
-    #[command(long_about = FLEET_LONG_ABOUT)]
-    Fleet(FleetBenchArgs),
-    /// The gateway against nginx and no proxy: requests/s and added latency
-    #[command(long_about = GATEWAY_LONG_ABOUT)]
-    Gateway(GatewayBenchArgs),
-    /// The catalog's read path through the gateway: max requests/s within a p99 limit, the gateway's share
-    #[command(long_about = crate::bench_catalog::LONG_ABOUT)]
-    Catalog(CatalogBenchArgs),
-    /// The checkout saga end to end at fixed order rates: orders/s, POST and accepted → confirmed latency
-    #[command(long_about = crate::bench_checkout::LONG_ABOUT)]
-    Checkout(Box<CheckoutBenchArgs>),
-    /// The shop's server-rendered pages through the gateway at fixed rates: latency, errors, CPU per service
-    #[command(long_about = crate::bench_storefront::LONG_ABOUT)]
-    Storefront(StorefrontBenchArgs),
-    /// A process of `bench gateway` (its upstream, load generator or nginx watcher)
-    #[command(subcommand, hide = true)]
-    GatewayProcess(crate::bench_gateway::Process),
-}
-
-const FLEET_LONG_ABOUT: &str = "\
-Start the fleet N times (`bazaar up` on a temporary data directory and a free
-port), measure the wall time until its `ready:` line, read the resident memory
-(VmRSS) of the launcher and of each service process, then stop it with SIGTERM.
-Targets: ready within 3 s, the whole fleet within 150 MB.";
-
-/// Options of `bazaar bench fleet`.
+/// Arguments of `bazaar bench`: passed as they are to the `bazaar-bench`
+/// program, which holds the benchmarks (see `bazaar bench --help`).
 #[derive(Debug, Args)]
-pub struct FleetBenchArgs {
-    /// How many times to start the fleet
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
-    /// Print one JSON object instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-const GATEWAY_LONG_ABOUT: &str = "\
-Compare the gateway with nginx proxying the same upstream on this machine, and
-with the upstream called directly. The benchmark starts its own upstream (a
-minimal HTTP/1.1 server answering GET /api/v1/products/1 with a small JSON
-body), `bazaar serve gateway` and nginx (bench/nginx.conf: one worker, upstream
-keepalive, no access log), and a load generator in its own process on its own
-core (taskset); the servers share another core.
-
-For each path it measures the maximum requests/s (closed loop), then latency
-at one fixed rate, half of the slowest proxy's maximum, in open loop: latency
-counts from each request's intended send time. A proxy's added latency is its
-p50/p99 minus the direct path's.
-Targets: throughput ≥ 1.0× nginx's; added p50 ≤ 50 µs, added p99 ≤ 250 µs.
-
-nginx must be installed; bench/gateway-vs-nginx.sh installs Debian's package
-and runs this benchmark.";
-
-/// Options of `bazaar bench gateway`.
-#[derive(Debug, Args)]
-pub struct GatewayBenchArgs {
-    /// Seconds measured in each of the six runs (each after 1 s of warm-up)
-    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub duration: u64,
-    /// Keep-alive connections of the load generator
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub connections: u16,
-    /// Measure without nginx: only the direct path and the gateway
-    #[arg(long)]
-    pub skip_nginx: bool,
-    /// Print one JSON object instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Options of `bazaar bench catalog`.
-#[derive(Debug, Args)]
-pub struct CatalogBenchArgs {
-    /// Seconds measured at each rate (each after 1 s of warm-up)
-    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub duration_per_step: u64,
-    /// The latency limit: the maximum is the highest rate whose p99 stays within it
-    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = crate::bench_catalog::parse_p99_ms)]
-    pub max_p99_ms: f64,
-    /// Keep-alive connections of the load generator
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub connections: u16,
-    /// Print one JSON object instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Options of `bazaar bench checkout`.
-#[derive(Debug, Args)]
-pub struct CheckoutBenchArgs {
-    /// Orders/s measured, in turn (comma-separated)
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = crate::bench_checkout::DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=2000))]
-    pub rates: Vec<u32>,
-    /// Seconds measured at each rate (each after 1 s of warm-up)
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub duration: u64,
-    /// Buyers placing the orders in turn
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=500))]
-    pub buyers: u16,
-    /// Products ordered in turn
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=500))]
-    pub products: u16,
-    /// Also run on this PostgreSQL server (postgres://USER[:PASSWORD]@HOST[:PORT]): each
-    /// run gets fresh databases, dropped afterwards with psql when it is installed
-    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_postgres))]
-    pub postgres: Option<PostgresUrl>,
-    /// Events through NATS JetStream in every run (a fresh stream per run): nats://HOST[:PORT]
-    #[arg(long, value_name = "URL", value_parser = parse_nats)]
-    pub nats: Option<Url>,
-    /// Redis for the fleet's shared state in every run: redis://HOST[:PORT]
-    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_redis))]
-    pub redis: Option<RedisUrl>,
-    /// A BAZAAR_* variable for every process of the fleet, to try a setting
-    /// (e.g. BAZAAR_ORDERS_SAGA_CONCURRENCY=8); repeatable
-    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::bench_checkout::parse_fleet_env)]
-    pub fleet_env: Vec<(String, String)>,
-    /// Print one JSON object instead of tables
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Options of `bazaar bench storefront`.
-#[derive(Debug, Args)]
-pub struct StorefrontBenchArgs {
-    /// Requests/s measured for every page, in turn (comma-separated)
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = crate::bench_storefront::DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=20_000))]
-    pub rates: Vec<u32>,
-    /// Seconds measured at each rate (each after 1 s of warm-up)
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub duration: u64,
-    /// Keep-alive connections of the load generator
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub connections: u16,
-    /// Print one JSON object instead of tables
-    #[arg(long)]
-    pub json: bool,
+pub struct BenchArgs {
+    /// The benchmark and its options, e.g. `fleet --runs 1`
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<OsString>,
 }
 
 /// `--replicas SERVICE=N`.
@@ -383,7 +254,7 @@ pub fn parse_postgres(value: &str) -> Result<PostgresUrl, String> {
 /// A value parser for URLs that may hold a password: unlike clap's own
 /// errors, its error does not repeat the value.
 #[derive(Clone)]
-struct SecretParser<T>(fn(&str) -> Result<T, String>);
+pub struct SecretParser<T>(pub fn(&str) -> Result<T, String>);
 
 impl<T: Clone + Send + Sync + 'static> TypedValueParser for SecretParser<T> {
     type Value = T;
@@ -407,7 +278,8 @@ impl<T: Clone + Send + Sync + 'static> TypedValueParser for SecretParser<T> {
     }
 }
 
-fn parse_nats(value: &str) -> Result<Url, String> {
+/// Checks a NATS URL (`--nats`).
+pub fn parse_nats(value: &str) -> Result<Url, String> {
     parse_server_url(value, "nats", "nats://127.0.0.1:4222")
 }
 
@@ -421,7 +293,8 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
-fn parse_redis(value: &str) -> Result<RedisUrl, String> {
+/// Checks a Redis URL (`--redis`).
+pub fn parse_redis(value: &str) -> Result<RedisUrl, String> {
     parse_server_url(value, "redis", "redis://127.0.0.1:6379").map(RedisUrl)
 }
 

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::procfs;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bazaar::procfs;
 use bazaar_platform::auth::{AUDIENCE, Claims, ISSUER, TokenSigner, now_seconds};
 use bazaar_testkit::Answer;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bazaar::procfs::ProcessId;
+use crate::procfs::ProcessId;
 use bazaar::registry::SERVICES;
 use nix::sys::signal::Signal;
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod harness;
+mod procfs;
 
 mod browser;
 mod catalog;

@@ -1,4 +1,4 @@
-//! `bazaar bench storefront`: the shop's server-rendered pages through the
+//! `storefront`: the shop's server-rendered pages through the
 //! gateway, on the real fleet of `bazaar up`, at fixed rates.
 //!
 //! The storefront is a backend-for-frontend: every page is one request to
@@ -25,17 +25,17 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::bench::Fleet;
-use crate::bench_catalog::{
-    CoreReading, CpuTicks, RETRIES, SETTLE_LIMIT, disturbed, get_json, other_work, settle,
-    start_seeded, stop_and_reap,
+use crate::harness::api::Api;
+use crate::harness::fleet::Fleet;
+use crate::harness::load::{
+    LoadResult, LoadSpec, RETRIES, WARMUP, disturbed, get_json, run_load_with_headers,
 };
-use crate::bench_checkout::{Api, MACHINE, cpu_share, machine_busy_ticks};
-use crate::cli::StorefrontBenchArgs;
-use crate::load::{
-    Cores, LoadResult, LoadSpec, WARMUP, load_average, run_load_with_headers, thousands,
+use crate::harness::proc::{
+    CoreReading, CpuTicks, MACHINE, ProcessId, SETTLE_LIMIT, cpu_share, load_average, other_work,
+    settle,
 };
-use crate::procfs::{self, ProcessId};
+use crate::harness::process::Cores;
+use crate::harness::report::{finish, thousands};
 
 /// What `bazaar bench storefront --help` says.
 pub const LONG_ABOUT: &str = "\
@@ -70,6 +70,23 @@ The load generator busy-waits alone on its core: when it got less than 90%
 of it, or processes outside the fleet used more than 5% of the fleet's core,
 the run was disturbed by other work and is repeated (up to twice), then
 marked. The load average at the start is reported.";
+
+/// Options of `bazaar bench storefront`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Requests/s measured for every page, in turn (comma-separated)
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub rates: Vec<u32>,
+    /// Seconds measured at each rate (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub duration: u64,
+    /// Keep-alive connections of the load generator
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// Print one JSON object instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// The rates measured unless `--rates` says otherwise, requests/s.
 pub const DEFAULT_RATES: [u32; 3] = [50, 100, 200];
@@ -540,12 +557,13 @@ pub fn report_json(r: &Report) -> Value {
 // ---------------------------------------------------------------------------
 // Running it.
 
-/// Runs the benchmark and prints its report.
-pub fn storefront(args: &StorefrontBenchArgs) -> ExitCode {
-    crate::load::finish(run(args), args.json, report_json, report_table)
+/// Runs the benchmark on a fleet of the `bazaar` binary and prints its
+/// report.
+pub fn main(args: &Args, bazaar: &Path) -> ExitCode {
+    finish(run(args, bazaar), args.json, report_json, report_table)
 }
 
-fn run(args: &StorefrontBenchArgs) -> anyhow::Result<Report> {
+fn run(args: &Args, bazaar: &Path) -> anyhow::Result<Report> {
     let say = |line: &str| {
         if !args.json {
             eprintln!("{line}");
@@ -570,12 +588,13 @@ fn run(args: &StorefrontBenchArgs) -> anyhow::Result<Report> {
         .context("cannot start the async runtime")?;
 
     say("starting the fleet (`bazaar up`) and waiting for the demo catalog…");
-    let (fleet, mut started) = start_seeded(&exe, &cores, data_dir.path())?;
+    let fleet = Fleet::start_seeded(bazaar, &cores, data_dir.path())?;
+    let mut started = fleet.processes().to_vec();
 
     let result = measure(args, &exe, &cores, &fleet, &runtime, &mut started, &say);
 
     say("stopping the fleet…");
-    let (stopped, left) = stop_and_reap(fleet, &started);
+    let (stopped, left) = fleet.stop_and_reap(&started);
     let (site, pages) = result?;
     stopped?;
     Ok(Report {
@@ -600,38 +619,25 @@ struct Reading {
 }
 
 impl Reading {
-    fn now(launcher: u32, core: Option<usize>) -> Self {
-        let process = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| crate::bench_checkout::cpu_ticks(&s))
-        };
-        let mut ticks = BTreeMap::new();
-        if let Some(t) = process(launcher) {
-            ticks.insert("launcher".to_owned(), t);
-        }
-        for child in procfs::children_of(launcher) {
-            let name = procfs::env_var(child.pid, "BAZAAR_INSTANCE")
-                .unwrap_or_else(|| format!("pid {}", child.pid));
-            if let Some(t) = process(child.pid) {
-                *ticks.entry(name).or_default() += t;
-            }
-        }
-        let fleet = ticks.values().sum();
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        if let Some(t) = machine_busy_ticks(&stat) {
-            ticks.insert(MACHINE.to_owned(), t);
+    fn now(fleet: &Fleet, core: Option<usize>) -> Self {
+        let mut ticks = fleet.cpu_ticks();
+        let fleet_ticks = ticks.values().sum();
+        if let Some(t) = CpuTicks::now(None) {
+            ticks.insert(MACHINE.to_owned(), t.busy);
         }
         let core = core
-            .and_then(|c| crate::bench_catalog::cpu_ticks(&stat, &format!("cpu{c}")))
-            .map(|core: CpuTicks| CoreReading { core, fleet });
+            .and_then(|c| CpuTicks::now(Some(c)))
+            .map(|core| CoreReading {
+                core,
+                fleet: fleet_ticks,
+            });
         Self { ticks, core }
     }
 }
 
 /// Everything between the seeded fleet and its stop.
 fn measure(
-    args: &StorefrontBenchArgs,
+    args: &Args,
     exe: &Path,
     cores: &Cores,
     fleet: &Fleet,
@@ -711,12 +717,12 @@ fn measure(
             let what = format!("{} at {rate} req/s", page.name());
             let mut retries = 0;
             let step = loop {
-                let before = Reading::now(fleet.pid(), cores.servers);
+                let before = Reading::now(fleet, cores.servers);
                 let from = Instant::now();
                 let load =
                     run_load_with_headers(exe, cores, &spec, &headers(page, &token), started)
                         .with_context(|| what.clone())?;
-                let after = Reading::now(fleet.pid(), cores.servers);
+                let after = Reading::now(fleet, cores.servers);
                 let cpu = by_service(&cpu_share(&before.ticks, &after.ticks, from.elapsed()));
                 let other = before
                     .core
@@ -843,8 +849,8 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::cli::{BenchCommand, Cli, Command as CliCommand};
-    use crate::load::Latency;
+    use crate::harness::histogram::Latency;
+    use crate::{Cli, Scenario};
 
     fn site() -> Site {
         Site {
@@ -878,7 +884,7 @@ mod tests {
         // Every path is one the load generator takes.
         for path in paths.iter().flatten() {
             assert!(
-                crate::load::parse_header(&format!("X: {path}")).is_ok(),
+                crate::harness::load::parse_header(&format!("X: {path}")).is_ok(),
                 "{path}"
             );
             assert!(path.starts_with('/') && !path.contains(' '), "{path}");
@@ -923,7 +929,10 @@ mod tests {
         assert!(CSRF.len() >= 32);
         for page in Page::ALL {
             for header in headers(page, "eyJ.a-b_c.d") {
-                assert_eq!(crate::load::parse_header(&header).as_ref(), Ok(&header));
+                assert_eq!(
+                    crate::harness::load::parse_header(&header).as_ref(),
+                    Ok(&header)
+                );
             }
         }
     }
@@ -949,10 +958,10 @@ mod tests {
     #[test]
     fn the_command_line_has_defaults_and_checks_its_values() {
         let parse = |args: &[&str]| {
-            let mut all = vec!["bazaar", "bench", "storefront"];
+            let mut all = vec!["bazaar-bench", "storefront"];
             all.extend_from_slice(args);
-            match Cli::try_parse_from(all).map(|c| c.command) {
-                Ok(Some(CliCommand::Bench(BenchCommand::Storefront(a)))) => Ok(a),
+            match Cli::try_parse_from(all).map(|c| c.scenario) {
+                Ok(Scenario::Storefront(a)) => Ok(a),
                 Ok(other) => panic!("{other:?}"),
                 Err(e) => Err(e.to_string()),
             }

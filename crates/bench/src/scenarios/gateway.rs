@@ -24,19 +24,58 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::cli::GatewayBenchArgs;
-use crate::load::{
-    Cores, Latency, LoadArgs, LoadResult, LoadSpec, Proc, START_LIMIT, STOP_LIMIT, WARMUP, find,
-    find_program, free_port, get, has_token, header, load_average, micros, parse_decimal, run_load,
-    thousands, trim_cr,
+use crate::harness::fleet::reap;
+use crate::harness::histogram::Latency;
+use crate::harness::load::{
+    LoadArgs, LoadResult, LoadSpec, START_LIMIT, WARMUP, find, get, has_token, header,
+    parse_decimal, run_load, trim_cr,
 };
-use crate::procfs::{self, ProcessId};
+use crate::harness::proc::{self, ProcessId, load_average};
+use crate::harness::process::{
+    Cores, Proc, STOP_LIMIT, exit_when_stdin_closes, find_program, free_port,
+};
+use crate::harness::report::{finish, micros, thousands};
+
+/// The long help of `bazaar bench gateway`.
+pub const LONG_ABOUT: &str = "\
+Compare the gateway with nginx proxying the same upstream on this machine, and
+with the upstream called directly. The benchmark starts its own upstream (a
+minimal HTTP/1.1 server answering GET /api/v1/products/1 with a small JSON
+body), `bazaar serve gateway` and nginx (bench/nginx.conf: one worker, upstream
+keepalive, no access log), and a load generator in its own process on its own
+core (taskset); the servers share another core.
+
+For each path it measures the maximum requests/s (closed loop), then latency
+at one fixed rate, half of the slowest proxy's maximum, in open loop: latency
+counts from each request's intended send time. A proxy's added latency is its
+p50/p99 minus the direct path's.
+Targets: throughput ≥ 1.0× nginx's; added p50 ≤ 50 µs, added p99 ≤ 250 µs.
+
+nginx must be installed; bench/gateway-vs-nginx.sh installs Debian's package
+and runs this benchmark.";
+
+/// Options of `bazaar bench gateway`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Seconds measured in each of the six runs (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub duration: u64,
+    /// Keep-alive connections of the load generator
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// Measure without nginx: only the direct path and the gateway
+    #[arg(long)]
+    pub skip_nginx: bool,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Target: the gateway's maximum requests/s as a multiple of nginx's.
 pub const THROUGHPUT_TARGET: f64 = 1.0;
@@ -51,7 +90,7 @@ pub const BODY: &str =
     r#"{"id":"1","name":"Benchmark lamp","price":{"amount":1999,"currency":"EUR"},"stock":7}"#;
 
 /// nginx's configuration, with `{{DIR}}`, `{{LISTEN}}` and `{{UPSTREAM}}` to fill in.
-const NGINX_CONF: &str = include_str!("../../../bench/nginx.conf");
+const NGINX_CONF: &str = include_str!("../../../../bench/nginx.conf");
 
 /// One way to the upstream and its two measurements.
 #[derive(Debug, Clone)]
@@ -152,8 +191,9 @@ impl Report {
     }
 }
 
-/// Runs the benchmark and prints its report.
-pub fn gateway(args: &GatewayBenchArgs) -> ExitCode {
+/// Runs the benchmark with the `bazaar` binary (its gateway) and prints
+/// its report.
+pub fn main(args: &Args, bazaar: &Path) -> ExitCode {
     let nginx = if args.skip_nginx {
         None
     } else if let Some(nginx) = find_program("nginx") {
@@ -166,15 +206,15 @@ pub fn gateway(args: &GatewayBenchArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    crate::load::finish(
-        run(args, nginx.as_deref()),
+    finish(
+        run(args, bazaar, nginx.as_deref()),
         args.json,
         report_json,
         report_table,
     )
 }
 
-fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> {
+fn run(args: &Args, bazaar: &Path, nginx: Option<&Path>) -> anyhow::Result<Report> {
     let say = |line: &str| {
         if !args.json {
             eprintln!("{line}");
@@ -196,7 +236,7 @@ fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> 
     let (mut upstream, upstream_addr) = start_upstream(&exe, &cores)?;
     started.extend(ProcessId::of(upstream.child.id()));
     let (mut gateway, gateway_addr) =
-        start_gateway(&exe, &cores, upstream_addr, &dir.path().join("gateway"))?;
+        start_gateway(bazaar, &cores, upstream_addr, &dir.path().join("gateway"))?;
     started.extend(ProcessId::of(gateway.child.id()));
     let mut nginx = match nginx {
         Some(program) => {
@@ -204,13 +244,9 @@ fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> 
             // The watcher, nginx's master and its worker.
             let watcher = proc.child.id();
             started.extend(ProcessId::of(watcher));
-            for master in procfs::children_of(watcher) {
-                started.push(master.into());
-                started.extend(
-                    procfs::children_of(master.pid)
-                        .into_iter()
-                        .map(ProcessId::from),
-                );
+            for master in proc::children_of(watcher) {
+                started.push(master);
+                started.extend(proc::children_of(master.pid));
             }
             Some((proc, addr, nginx_version(program)))
         }
@@ -277,12 +313,7 @@ fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> 
         version.take()
     });
     upstream.stop();
-    let left: Vec<ProcessId> = started.iter().filter(|p| p.is_running()).copied().collect();
-    for process in &left {
-        if let Ok(pid) = i32::try_from(process.pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    let left_running = reap(&started);
 
     let paths = targets
         .iter()
@@ -297,14 +328,14 @@ fn run(args: &GatewayBenchArgs, nginx: Option<&Path>) -> anyhow::Result<Report> 
         rate,
         paths,
         processes: started.len(),
-        left_running: left.len(),
+        left_running,
         load_average,
     })
 }
 
 fn start_upstream(exe: &Path, cores: &Cores) -> anyhow::Result<(Proc, SocketAddr)> {
     let mut command = cores.command(cores.servers, exe);
-    command.args(["bench", "gateway-process", "upstream"]);
+    command.args(["gateway-process", "upstream"]);
     let (tx, rx) = mpsc::channel();
     let mut proc = Proc::spawn("upstream", command, Some(tx))?;
     let deadline = Instant::now() + START_LIMIT;
@@ -329,13 +360,13 @@ fn start_upstream(exe: &Path, cores: &Cores) -> anyhow::Result<(Proc, SocketAddr
 }
 
 fn start_gateway(
-    exe: &Path,
+    bazaar: &Path,
     cores: &Cores,
     upstream: SocketAddr,
     data_dir: &Path,
 ) -> anyhow::Result<(Proc, SocketAddr)> {
     let addr = free_port()?;
-    let mut command = cores.command(cores.servers, exe);
+    let mut command = cores.command(cores.servers, bazaar);
     command.args(["serve", "gateway"]);
     // Only what is set here: no fleet, exporter or log settings of the caller.
     for (key, _) in std::env::vars_os() {
@@ -372,7 +403,7 @@ fn start_nginx(
     let error_log = dir.join("error.log");
     let mut command = cores.command(cores.servers, exe);
     command
-        .args(["bench", "gateway-process", "watch", "--"])
+        .args(["gateway-process", "watch", "--"])
         .arg(nginx)
         .arg("-p")
         .arg(format!("{}/", dir.display()))
@@ -434,7 +465,7 @@ fn wait_ready(proc: &mut Proc, addr: SocketAddr) -> anyhow::Result<()> {
 
 /// One run of the load generator against `target`: in closed loop, or in
 /// open loop at `rate`.
-fn load_spec(args: &GatewayBenchArgs, target: SocketAddr, rate: Option<f64>) -> LoadSpec {
+fn load_spec(args: &Args, target: SocketAddr, rate: Option<f64>) -> LoadSpec {
     LoadSpec {
         target,
         paths: vec![PATH.to_owned()],
@@ -708,7 +739,7 @@ pub enum Process {
 }
 
 /// Options of the watcher.
-#[derive(Debug, Args)]
+#[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     /// The program and its arguments
     #[arg(value_name = "COMMAND", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -719,7 +750,7 @@ pub struct WatchArgs {
 pub fn process(command: Process) -> ExitCode {
     let result = match command {
         Process::Upstream => upstream(),
-        Process::Load(args) => crate::load::load(&args),
+        Process::Load(args) => crate::harness::load::load(&args),
         Process::Watch(args) => return watch(&args.command),
     };
     match result {
@@ -783,7 +814,7 @@ const BAD_REQUEST: &[u8] =
 /// The upstream: as little work per request as an HTTP/1.1 server can do, on
 /// one thread, so what the proxies add stands out.
 fn upstream() -> anyhow::Result<()> {
-    crate::load::exit_when_stdin_closes();
+    exit_when_stdin_closes();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

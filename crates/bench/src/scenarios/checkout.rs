@@ -1,4 +1,4 @@
-//! `bazaar bench checkout`: the checkout saga end to end, on the real fleet
+//! `checkout`: the checkout saga end to end, on the real fleet
 //! of `bazaar up`, at fixed order rates.
 //!
 //! For each backend (SQLite, and PostgreSQL with `--postgres`) the
@@ -37,20 +37,27 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use bazaar::cli::{PostgresUrl, RedisUrl, SecretParser, parse_nats, parse_postgres, parse_redis};
+use futures_util::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::cli::{CheckoutBenchArgs, PostgresUrl};
-use crate::load::{Histogram, Latency, Proc, WARMUP, find_program, free_port, load_average};
-use crate::procfs::{self, ProcessId};
+use crate::harness::api::{Account, Api};
+use crate::harness::fleet::{Fleet as Launched, Launch};
+use crate::harness::histogram::{Histogram, Latency};
+use crate::harness::load::WARMUP;
+use crate::harness::proc::{self, CpuTicks, MACHINE, cpu_share, load_average};
+use crate::harness::process::find_program;
+use crate::harness::report::{finish, thousands};
+use crate::harness::sse;
 
 /// What `bazaar bench checkout --help` says.
 pub const LONG_ABOUT: &str = "\
@@ -77,6 +84,40 @@ process. Target: p99 accepted → confirmed ≤ 50 ms at 100 orders/s on SQLite.
 Nothing is pinned: the fleet and this client share the machine's cores; the
 client's own CPU is reported.";
 
+/// Options of `bazaar bench checkout`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Orders/s measured, in turn (comma-separated)
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_values_t = DEFAULT_RATES, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub rates: Vec<u32>,
+    /// Seconds measured at each rate (each after 1 s of warm-up)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub duration: u64,
+    /// Buyers placing the orders in turn
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub buyers: u16,
+    /// Products ordered in turn
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub products: u16,
+    /// Also run on this PostgreSQL server (postgres://USER[:PASSWORD]@HOST[:PORT]): each
+    /// run gets fresh databases, dropped afterwards with psql when it is installed
+    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_postgres))]
+    pub postgres: Option<PostgresUrl>,
+    /// Events through NATS JetStream in every run (a fresh stream per run): nats://HOST[:PORT]
+    #[arg(long, value_name = "URL", value_parser = parse_nats)]
+    pub nats: Option<Url>,
+    /// Redis for the fleet's shared state in every run: redis://HOST[:PORT]
+    #[arg(long, value_name = "URL", value_parser = SecretParser(parse_redis))]
+    pub redis: Option<RedisUrl>,
+    /// A BAZAAR_* variable for every process of the fleet, to try a setting
+    /// (e.g. BAZAAR_ORDERS_SAGA_CONCURRENCY=8); repeatable
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_fleet_env)]
+    pub fleet_env: Vec<(String, String)>,
+    /// Print one JSON object instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// The rates measured unless `--rates` says otherwise, orders/s.
 pub const DEFAULT_RATES: [u32; 5] = [25, 50, 100, 150, 200];
 /// The target: at this rate, on SQLite…
@@ -89,13 +130,6 @@ pub const MIN_ACHIEVED: f64 = 0.95;
 pub const STOCK: i64 = 1_000_000;
 /// The approving test card (shared/API.md).
 const CARD: &str = "4242424242424242";
-const PASSWORD: &str = "bench-password-1";
-/// One API call's limit.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the fleet may take to answer.
-const READY_LIMIT: Duration = Duration::from_secs(120);
-/// How long the fleet may take to stop after SIGTERM.
-const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// How long the orders of one rate may take to settle after its last POST.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// How long a new product may take to reach inventory.
@@ -104,8 +138,6 @@ const STOCK_LIMIT: Duration = Duration::from_secs(30);
 const READ_CONCURRENCY: usize = 8;
 /// Access tokens live 15 min; buyers sign in again after this.
 const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
-/// Linux reports process CPU times in these ticks per second (USER_HZ).
-const USER_HZ: f64 = 100.0;
 /// How long the idle fleet's CPU is measured.
 const IDLE: Duration = Duration::from_secs(3);
 /// Distinct fleet log messages kept per run.
@@ -123,7 +155,7 @@ pub const PHASES: [(&str, &str); 5] = [
 ];
 
 // ---------------------------------------------------------------------------
-// Pure parts: schedule, timestamps, timelines, the stream, /proc.
+// Pure parts: schedule, timestamps, timelines, log lines.
 
 /// When order `k` of an open-loop run at `rate` orders/s is due, after the
 /// run's start.
@@ -136,65 +168,12 @@ pub fn orders_in(span: Duration, rate: f64) -> u64 {
     (span.as_secs_f64() * rate).ceil() as u64
 }
 
-/// Days from 1970-01-01 to the civil date (proleptic Gregorian).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// An RFC 3339 time (`2025-01-31T12:00:00.123Z`, any number of fraction
 /// digits, `Z` or `±HH:MM`) as milliseconds since the epoch, fractions
 /// below a millisecond dropped.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let s = text.get(from..from + len)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut at = 19;
-    let mut millis = 0;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let kept = &text[at..at + digits.min(3)];
-        millis = kept.parse::<i64>().ok()? * 10_i64.pow(3 - kept.len() as u32);
-        at += digits;
-    }
-    let offset_minutes = match b.get(at)? {
-        b'Z' | b'z' if at + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if at + 6 == b.len() && b[at + 3] == b':' => {
-            let minutes = num(at + 1, 2)? * 60 + num(at + 4, 2)?;
-            if *sign == b'+' { minutes } else { -minutes }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
 /// What an order's timeline says about its saga.
@@ -237,76 +216,10 @@ pub fn saga_times(timeline: &Value) -> Option<SagaTimes> {
     })
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SseEvent {
-    /// `id:`.
-    pub id: Option<String>,
-    /// `event:`.
-    pub event: Option<String>,
-    /// `data:` lines, joined by newlines.
-    pub data: String,
-}
-
-/// Takes every whole event (ended by a blank line) off the front of `buf`;
-/// comments and blocks without data are skipped. `buf` must hold no `\r`.
-pub fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
-    let mut events = Vec::new();
-    while let Some(end) = crate::load::find(buf, b"\n\n") {
-        let block: Vec<u8> = buf.drain(..end + 2).collect();
-        let text = String::from_utf8_lossy(&block[..end]);
-        let mut event = SseEvent::default();
-        let mut data: Vec<&str> = Vec::new();
-        for line in text.split('\n') {
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => event.id = Some(value.to_owned()),
-                "event" => event.event = Some(value.to_owned()),
-                "data" => data.push(value),
-                _ => {}
-            }
-        }
-        if !data.is_empty() {
-            event.data = data.join("\n");
-            events.push(event);
-        }
-    }
-    events
-}
-
 /// The order a notification links to (`/orders/{id}`).
 pub fn order_of_link(link: &str) -> Option<&str> {
     link.strip_prefix("/orders/")
         .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
-/// User plus system CPU time, in ticks, from the text of `/proc/<pid>/stat`.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name may hold spaces and parentheses: split at the last ')'.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    // After the name: state, ppid, …; utime and stime are the 12th and 13th.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The key of the whole machine's CPU among the processes' (all CPUs,
-/// every process: the PostgreSQL server and anything else running too).
-pub const MACHINE: &str = "(machine)";
-
-/// Busy ticks of all CPUs (user, nice, system, irq, softirq, steal) from
-/// the text of `/proc/stat`.
-pub fn machine_busy_ticks(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
-    (fields.len() >= 4).then(|| at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
 /// `--fleet-env NAME=VALUE`: a `BAZAAR_*` variable for every process of
@@ -452,15 +365,6 @@ impl Step {
     /// Cancelled orders.
     pub fn cancelled_count(&self) -> u64 {
         self.cancelled.values().sum()
-    }
-
-    /// CPU of all processes, in cores.
-    pub fn cpu_total(&self) -> f64 {
-        self.cpu
-            .iter()
-            .filter(|(n, _)| n != MACHINE)
-            .map(|(_, c)| c)
-            .sum()
     }
 }
 
@@ -622,7 +526,7 @@ pub fn report_table(r: &Report) -> String {
          pinned ({} cores shared by the fleet and this client)",
         r.buyers,
         r.products,
-        crate::load::thousands(STOCK as f64),
+        thousands(STOCK as f64),
         WARMUP.as_secs(),
         r.duration.as_secs(),
         r.cores
@@ -909,18 +813,22 @@ pub fn report_json(r: &Report) -> Value {
 // ---------------------------------------------------------------------------
 // Running it.
 
-/// Runs the benchmark and prints its report.
-pub fn checkout(args: &CheckoutBenchArgs) -> ExitCode {
+/// Runs the benchmark with the `bazaar` binary and prints its report.
+pub fn main(args: &Args, bazaar: &Path) -> ExitCode {
     let say = |line: &str| {
         if !args.json {
             eprintln!("{line}");
         }
     };
-    crate::load::finish(run(args, &say), args.json, report_json, report_table)
+    finish(
+        run(args, bazaar, &say),
+        args.json,
+        report_json,
+        report_table,
+    )
 }
 
-fn run(args: &CheckoutBenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<Report> {
-    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+fn run(args: &Args, bazaar: &Path, say: &dyn Fn(&str)) -> anyhow::Result<Report> {
     if cfg!(debug_assertions) {
         say("note: this is a debug build; its numbers say little (use --release)");
     }
@@ -937,7 +845,7 @@ fn run(args: &CheckoutBenchArgs, say: &dyn Fn(&str)) -> anyhow::Result<Report> {
     let mut runs = Vec::new();
     for backend in backends {
         runs.push(
-            run_backend(args, &exe, backend, &runtime, say)
+            run_backend(args, bazaar, backend, &runtime, say)
                 .with_context(|| format!("the run on {}", backend.name()))?,
         );
     }
@@ -988,83 +896,50 @@ impl LogTally {
     }
 }
 
-/// A fleet this benchmark started.
+/// A fleet this benchmark started, its log tallied while it runs.
 struct Fleet {
-    proc: Proc,
+    launched: Launched,
     public: SocketAddr,
     log: Arc<Mutex<LogTally>>,
-    processes: Vec<ProcessId>,
 }
 
 impl Fleet {
-    /// `bazaar up --data-dir DIR --port <free> --no-seed EXTRA…`, with no
-    /// `BAZAAR_*`/`OTEL_*` of the caller but warn-level logs and the
-    /// gateway's rate limit off; waits for its `ready:` line.
+    /// `bazaar up --data-dir DIR --port <free> --no-seed EXTRA…`, isolated
+    /// from the caller's settings (see [`Launch::isolated`]) but for `env`;
+    /// waits for its `ready:` line.
     fn start(
-        exe: &Path,
+        bazaar: &Path,
         data_dir: &Path,
         extra: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        let public = free_port()?;
-        let mut command = Command::new(exe);
-        for (key, _) in std::env::vars_os() {
-            let name = key.to_string_lossy();
-            if name.starts_with("BAZAAR_") || name.starts_with("OTEL_") {
-                command.env_remove(&key);
-            }
-        }
-        command
-            .env("BAZAAR_LOG", "warn")
-            .env("BAZAAR_GATEWAY_RATE_LIMIT", "0")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .arg("up")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--port")
-            .arg(public.port().to_string())
-            .arg("--no-seed")
-            .args(extra);
-        let (tx, rx) = mpsc::channel::<String>();
-        let mut proc = Proc::spawn("fleet (`bazaar up`)", command, Some(tx))?;
-        let deadline = Instant::now() + READY_LIMIT;
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("ready: ") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    proc.check()?;
-                    bail!(
-                        "the fleet was not ready within {} s; its output:\n{}",
-                        READY_LIMIT.as_secs(),
-                        proc.output()
-                    );
-                }
-            }
-        }
+        let mut args = vec!["--no-seed".to_owned()];
+        args.extend_from_slice(extra);
+        let launch = Launch {
+            cores: None,
+            isolated: true,
+            args,
+            env,
+        };
+        let mut launched = Launched::start(bazaar, data_dir, launch)?;
+        launched.wait_ready()?;
         let log = Arc::new(Mutex::new(LogTally::default()));
-        let tally = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in rx {
-                tally
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .add(&line);
-            }
-        });
-        let pid = proc.child.id();
-        let mut processes: Vec<ProcessId> = ProcessId::of(pid).into_iter().collect();
-        processes.extend(procfs::children_of(pid).into_iter().map(ProcessId::from));
+        if let Some(lines) = launched.take_lines() {
+            let tally = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in lines {
+                    tally
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(&line);
+                }
+            });
+        }
         Ok(Self {
-            proc,
-            public,
+            public: launched.public,
+            launched,
             log,
-            processes,
         })
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.child.id()
     }
 
     fn log_lines(&self) -> u64 {
@@ -1074,78 +949,31 @@ impl Fleet {
             .lines
     }
 
-    /// CPU ticks so far of the launcher, each of its processes and this one.
+    /// CPU ticks so far of the launcher, each of its processes, this one
+    /// and the whole machine.
     fn cpu(&self) -> BTreeMap<String, u64> {
-        let ticks = |pid: &str| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| cpu_ticks(&s))
-        };
-        let mut out = BTreeMap::new();
-        let pid = self.pid();
-        if let Some(t) = ticks(&pid.to_string()) {
-            out.insert("launcher".to_owned(), t);
-        }
-        for child in procfs::children_of(pid) {
-            let name = procfs::env_var(child.pid, "BAZAAR_INSTANCE")
-                .unwrap_or_else(|| format!("pid {}", child.pid));
-            if let Some(t) = ticks(&child.pid.to_string()) {
-                *out.entry(name).or_default() += t;
-            }
-        }
-        if let Some(t) = ticks("self") {
+        let mut out = self.launched.cpu_ticks();
+        if let Some(t) = proc::own_ticks() {
             out.insert("bench client".to_owned(), t);
         }
-        if let Some(t) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| machine_busy_ticks(&s))
-        {
-            out.insert(MACHINE.to_owned(), t);
+        if let Some(t) = CpuTicks::now(None) {
+            out.insert(MACHINE.to_owned(), t.busy);
         }
         out
     }
 
     /// SIGTERM, then waits; what was left running is killed. Notes on how
     /// it went.
-    fn stop(mut self) -> Vec<String> {
+    fn stop(self) -> Vec<String> {
+        let (stopped, left) = self.launched.stop_and_reap(&[]);
         let mut notes = Vec::new();
-        let pid = self.pid();
-        let mut stopped = false;
-        if let Ok(pid) = i32::try_from(pid)
-            && kill(Pid::from_raw(pid), Signal::SIGTERM).is_ok()
-        {
-            let deadline = Instant::now() + STOP_LIMIT;
-            while Instant::now() < deadline {
-                match self.proc.child.try_wait() {
-                    Ok(Some(status)) => {
-                        stopped = true;
-                        if !status.success() {
-                            notes.push(format!("the launcher stopped with {status}"));
-                        }
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                    Err(_) => break,
-                }
-            }
+        if let Err(e) = stopped {
+            // Its first line: the fleet's output does not belong in the report.
+            notes.push(e.to_string().lines().next().unwrap_or_default().to_owned());
         }
-        if !stopped {
+        if left > 0 {
             notes.push(format!(
-                "the launcher did not stop within {} s of SIGTERM",
-                STOP_LIMIT.as_secs()
-            ));
-            self.proc.stop();
-        }
-        let left: Vec<&ProcessId> = self.processes.iter().filter(|p| p.is_running()).collect();
-        for process in &left {
-            if let Ok(pid) = i32::try_from(process.pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-        if !left.is_empty() {
-            notes.push(format!(
-                "{} of its processes were still running after it stopped (killed)",
-                left.len()
+                "{left} of its processes were still running after it stopped (killed)"
             ));
         }
         notes
@@ -1170,7 +998,7 @@ fn drop_databases(pg: &PostgresUrl, prefix: &str) -> String {
     maintenance.set_path("/postgres");
     let mut dropped = 0;
     let mut failed = Vec::new();
-    for service in crate::registry::SERVICES {
+    for service in bazaar::registry::SERVICES {
         let name = format!("{prefix}_{}", service.name);
         let out = Command::new(&psql)
             .arg(maintenance.as_str())
@@ -1190,8 +1018,8 @@ fn drop_databases(pg: &PostgresUrl, prefix: &str) -> String {
 }
 
 fn run_backend(
-    args: &CheckoutBenchArgs,
-    exe: &Path,
+    args: &Args,
+    bazaar: &Path,
     backend: Backend,
     runtime: &tokio::runtime::Runtime,
     say: &dyn Fn(&str),
@@ -1230,7 +1058,7 @@ fn run_backend(
         "{}: starting the fleet (`bazaar up --no-seed`)…",
         backend.name()
     ));
-    let fleet = Fleet::start(exe, data_dir.path(), &extra, &args.fleet_env)?;
+    let fleet = Fleet::start(bazaar, data_dir.path(), &extra, &args.fleet_env)?;
     let result = runtime.block_on(measure(args, backend, &fleet, &prefix, say));
     say(&format!("{}: stopping the fleet…", backend.name()));
     let warnings = fleet
@@ -1262,119 +1090,8 @@ fn run_backend(
     })
 }
 
-/// A signed-in account.
-#[derive(Debug, Clone)]
-pub(crate) struct Account {
-    pub(crate) email: String,
-    pub(crate) token: String,
-}
-
-/// Calls the fleet's gateway.
-#[derive(Clone)]
-pub(crate) struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
+/// Checkout's own use of the API.
 impl Api {
-    pub(crate) fn new(gateway: SocketAddr) -> anyhow::Result<Self> {
-        Ok(Self {
-            // No overall timeout on the client: the streams need none; each
-            // call sets its own.
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .context("cannot build an HTTP client")?,
-            base: format!("http://{gateway}"),
-        })
-    }
-
-    pub(crate) fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-    ) -> reqwest::RequestBuilder {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request
-    }
-
-    /// One call; its status and JSON (`null` if none).
-    pub(crate) async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.request(method.clone(), path, token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}: no answer"))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    /// One call that must answer `want`.
-    pub(crate) async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-        want: u16,
-    ) -> anyhow::Result<Value> {
-        let (status, value) = self.call(method.clone(), path, token, body).await?;
-        if status != want {
-            bail!("{method} {path} answered {status}, not {want}: {value}");
-        }
-        Ok(value)
-    }
-
-    pub(crate) async fn register(&self, email: &str, role: &str) -> anyhow::Result<()> {
-        let body =
-            json!({"email": email, "password": PASSWORD, "name": "Bench User", "role": role});
-        self.expect(
-            Method::POST,
-            "/api/v1/auth/register",
-            None,
-            Some(&body),
-            201,
-        )
-        .await
-        .map(drop)
-    }
-
-    pub(crate) async fn login(&self, email: &str) -> anyhow::Result<Account> {
-        let body = json!({"email": email, "password": PASSWORD});
-        let tokens = self
-            .expect(Method::POST, "/api/v1/auth/login", None, Some(&body), 200)
-            .await?;
-        Ok(Account {
-            email: email.to_owned(),
-            token: tokens["access_token"]
-                .as_str()
-                .context("no access token in the login answer")?
-                .to_owned(),
-        })
-    }
-
-    pub(crate) async fn account(&self, email: String, role: &str) -> anyhow::Result<Account> {
-        self.register(&email, role).await?;
-        self.login(&email).await
-    }
-
     /// A product with [`STOCK`] units, once inventory shows it.
     async fn product(&self, seller: &Account, category: &str, i: u16) -> anyhow::Result<String> {
         let body = json!({
@@ -1434,31 +1151,28 @@ async fn listen(api: Api, token: String, arrivals: Arrivals, connected: Arc<Atom
         if let Some(id) = &last_id {
             request = request.header("last-event-id", id.as_str());
         }
-        if let Ok(mut response) = request.send().await
+        if let Ok(response) = request.send().await
             && response.status() == 200
         {
             if !counted {
                 counted = true;
                 connected.fetch_add(1, Ordering::SeqCst);
             }
-            let mut buf: Vec<u8> = Vec::new();
-            while let Ok(Some(chunk)) = response.chunk().await {
+            let mut events = std::pin::pin!(sse::events(response.bytes_stream()));
+            while let Some(event) = events.next().await {
                 let now = Instant::now();
-                buf.extend(chunk.iter().filter(|&&b| b != b'\r'));
-                for event in take_events(&mut buf) {
-                    if event.id.is_some() {
-                        last_id.clone_from(&event.id);
-                    }
-                    let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
-                        continue;
-                    };
-                    if let Some(order) = data["link"].as_str().and_then(order_of_link) {
-                        arrivals
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .entry(order.to_owned())
-                            .or_insert(now);
-                    }
+                if !event.id.is_empty() {
+                    last_id = Some(event.id.clone());
+                }
+                let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                    continue;
+                };
+                if let Some(order) = data["link"].as_str().and_then(order_of_link) {
+                    arrivals
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(order.to_owned())
+                        .or_insert(now);
                 }
             }
         }
@@ -1469,7 +1183,7 @@ async fn listen(api: Api, token: String, arrivals: Arrivals, connected: Arc<Atom
 /// Everything measured on one running fleet: the steps, and whether the
 /// notification streams worked.
 async fn measure(
-    args: &CheckoutBenchArgs,
+    args: &Args,
     backend: Backend,
     fleet: &Fleet,
     tag: &str,
@@ -1861,25 +1575,6 @@ async fn step(
     Ok(out)
 }
 
-/// CPU of each process between two readings of ticks `wall` apart, in cores.
-pub fn cpu_share(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    wall: Duration,
-) -> Vec<(String, f64)> {
-    let secs = wall.as_secs_f64().max(1e-9);
-    after
-        .iter()
-        .map(|(name, ticks)| {
-            let start = before.get(name).copied().unwrap_or(0);
-            (
-                name.clone(),
-                ticks.saturating_sub(start) as f64 / USER_HZ / secs,
-            )
-        })
-        .collect()
-}
-
 fn ms_to_ns(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
@@ -1922,7 +1617,7 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::cli::{BenchCommand, Cli, Command as CliCommand};
+    use crate::{Cli, Scenario};
 
     #[test]
     fn the_schedule_is_fixed_by_the_rate() {
@@ -2012,29 +1707,7 @@ mod tests {
     }
 
     #[test]
-    fn stream_events_are_taken_whole() {
-        let mut buf = b": connected\n\nid: n1\nevent: notification\ndata: {\"link\":\"/orders/o1\"}\n\nid: n2\ndata: a\ndata: b\n\nid: n3\nda"
-            .to_vec();
-        let events = take_events(&mut buf);
-        assert_eq!(
-            events,
-            [
-                SseEvent {
-                    id: Some("n1".into()),
-                    event: Some("notification".into()),
-                    data: "{\"link\":\"/orders/o1\"}".into(),
-                },
-                SseEvent {
-                    id: Some("n2".into()),
-                    event: None,
-                    data: "a\nb".into(),
-                },
-            ]
-        );
-        assert_eq!(buf, b"id: n3\nda");
-        buf.extend_from_slice(b"ta: c\n\n");
-        assert_eq!(take_events(&mut buf)[0].data, "c");
-        assert!(buf.is_empty());
+    fn notifications_link_to_orders() {
         assert_eq!(order_of_link("/orders/abc"), Some("abc"));
         assert_eq!(order_of_link("/orders/"), None);
         assert_eq!(order_of_link("/products/abc"), None);
@@ -2042,11 +1715,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_times_and_log_lines_are_read() {
-        let stat =
-            "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 123 0 0";
-        assert_eq!(cpu_ticks(stat), Some(300));
-        assert_eq!(cpu_ticks("42 (x) S 1"), None);
+    fn log_lines_are_read() {
         assert_eq!(
             split_log_line("orders-0  | hello | there"),
             Some(("orders-0", "hello | there"))
@@ -2072,10 +1741,7 @@ mod tests {
     }
 
     #[test]
-    fn machine_cpu_and_fleet_settings_are_read() {
-        let stat = "cpu  100 5 50 1000 7 1 2 3 0 0\ncpu0 50 2 25 500 3 0 1 1 0 0\n";
-        assert_eq!(machine_busy_ticks(stat), Some(161));
-        assert_eq!(machine_busy_ticks("intr 1 2"), None);
+    fn fleet_settings_and_cpu_shares_are_read() {
         assert_eq!(
             parse_fleet_env("BAZAAR_ORDERS_SAGA_CONCURRENCY=8"),
             Ok(("BAZAAR_ORDERS_SAGA_CONCURRENCY".into(), "8".into()))
@@ -2107,9 +1773,8 @@ mod tests {
     fn prefixes_are_valid_database_names() {
         let prefix = unique_prefix(4_194_304, u32::MAX);
         assert_eq!(prefix, "bench_checkout_4194304_ffffffff");
-        assert!(crate::cli::parse_postgres(&format!("postgres://u@h/{prefix}")).is_ok());
-        let pg =
-            crate::cli::parse_postgres("postgres://u:pw@db:5432/postgres?sslmode=disable").unwrap();
+        assert!(parse_postgres(&format!("postgres://u@h/{prefix}")).is_ok());
+        let pg = parse_postgres("postgres://u:pw@db:5432/postgres?sslmode=disable").unwrap();
         assert_eq!(
             run_database(&pg, &prefix).as_str(),
             format!("postgres://u:pw@db:5432/{prefix}?sslmode=disable")
@@ -2119,10 +1784,10 @@ mod tests {
     #[test]
     fn the_command_line_has_defaults_and_checks_rates() {
         let parse = |args: &[&str]| {
-            let mut all = vec!["bazaar", "bench", "checkout"];
+            let mut all = vec!["bazaar-bench", "checkout"];
             all.extend_from_slice(args);
-            match Cli::try_parse_from(all).map(|c| c.command) {
-                Ok(Some(CliCommand::Bench(BenchCommand::Checkout(a)))) => Ok(a),
+            match Cli::try_parse_from(all).map(|c| c.scenario) {
+                Ok(Scenario::Checkout(a)) => Ok(a),
                 Ok(other) => panic!("{other:?}"),
                 Err(e) => Err(e.to_string()),
             }

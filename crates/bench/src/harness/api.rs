@@ -1,0 +1,137 @@
+//! The fleet's public API as the benchmarks call it: through the gateway,
+//! with accounts of their own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A call not answered within this failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The password of every account a benchmark makes.
+pub const PASSWORD: &str = "bench-password-1";
+
+/// A signed-in account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Its e-mail address.
+    pub email: String,
+    /// Its access token.
+    pub token: String,
+}
+
+/// Calls the fleet's gateway.
+#[derive(Clone)]
+pub struct Api {
+    /// The HTTP client, for calls the helpers below do not cover.
+    pub http: reqwest::Client,
+    /// `http://<gateway>`.
+    pub base: String,
+}
+
+impl Api {
+    /// A client of the gateway at `gateway`.
+    pub fn new(gateway: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            // No overall timeout on the client: the streams need none; each
+            // call sets its own.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .context("cannot build an HTTP client")?,
+            base: format!("http://{gateway}"),
+        })
+    }
+
+    /// A request to `path`, with `token` as its bearer if given.
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// One call; its status and JSON (`null` if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.request(method.clone(), path, token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}: no answer"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// One call that must answer `want`.
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        want: u16,
+    ) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method.clone(), path, token, body).await?;
+        if status != want {
+            bail!("{method} {path} answered {status}, not {want}: {value}");
+        }
+        Ok(value)
+    }
+
+    /// Registers `email` with `role` and the benchmarks' password.
+    pub async fn register(&self, email: &str, role: &str) -> anyhow::Result<()> {
+        let body =
+            json!({"email": email, "password": PASSWORD, "name": "Bench User", "role": role});
+        self.expect(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(&body),
+            201,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Signs `email` in.
+    pub async fn login(&self, email: &str) -> anyhow::Result<Account> {
+        let body = json!({"email": email, "password": PASSWORD});
+        let tokens = self
+            .expect(Method::POST, "/api/v1/auth/login", None, Some(&body), 200)
+            .await?;
+        Ok(Account {
+            email: email.to_owned(),
+            token: tokens["access_token"]
+                .as_str()
+                .context("no access token in the login answer")?
+                .to_owned(),
+        })
+    }
+
+    /// Registers and signs in `email`.
+    pub async fn account(&self, email: String, role: &str) -> anyhow::Result<Account> {
+        self.register(&email, role).await?;
+        self.login(&email).await
+    }
+}
