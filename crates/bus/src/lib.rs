@@ -12,7 +12,9 @@
 //!   (a SQLite file shared by local processes) and [`nats::NatsBroker`]
 //!   (NATS JetStream).
 
+pub mod backoff;
 pub mod broker;
+pub mod clock;
 pub mod embedded;
 pub mod envelope;
 pub mod metrics;

@@ -12,6 +12,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::metrics::BusMetrics;
 use crate::schema::now_millis;
 use crate::{Broker, BusError, Envelope, Event};
@@ -123,25 +124,26 @@ impl Relay {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let full = usize::try_from(self.options.batch).unwrap_or(usize::MAX);
-        let mut backoff = Duration::from_millis(50);
+        let retry = Backoff::new(Duration::from_millis(50), self.options.max_backoff);
+        let mut backoff = retry.base;
         loop {
             let wait = match self.round().await {
                 // A full batch: more may be waiting.
                 Ok(n) if n >= full => {
-                    backoff = Duration::from_millis(50);
+                    backoff = retry.base;
                     Duration::ZERO
                 }
                 // Drained: sleep until a commit rings or the next poll.
                 // (Looking again at once, or soon, would cost a query per
                 // look and find nothing: each commit here rings anyway.)
                 Ok(_) => {
-                    backoff = Duration::from_millis(50);
+                    backoff = retry.base;
                     self.options.idle_poll
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in = ?backoff, "outbox relay cannot publish; events stay in the outbox");
                     let b = backoff;
-                    backoff = (backoff * 2).min(self.options.max_backoff);
+                    backoff = retry.after(backoff);
                     b
                 }
             };

@@ -92,7 +92,4 @@ pub async fn ensure(pool: &AnyPool) -> Result<Dialect, BusError> {
 }
 
 /// Milliseconds since the Unix epoch: how the backbone stores instants.
-pub fn now_millis() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
+pub use crate::clock::now_ms as now_millis;

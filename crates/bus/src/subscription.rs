@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Transaction};
 use tracing::Instrument as _;
 
+use crate::backoff::Backoff;
 use crate::metrics::BusMetrics;
 use crate::schema::now_millis;
 use crate::{Broker, BusError, Delivery, Envelope, Event};
@@ -82,12 +83,12 @@ impl Subscription {
     }
 
     fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2_u32.saturating_pow(attempt.saturating_sub(1).min(16));
-        self.backoff_base
-            .saturating_mul(factor)
-            .min(self.backoff_max)
+        Backoff::new(self.backoff_base, self.backoff_max).delay(attempt.saturating_sub(1).min(16))
     }
 }
+
+/// Waits between attempts to join (or rejoin) a consumer group.
+const REJOIN: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// The topic where a group's poison events go.
 pub fn dead_letter_topic(group: &str) -> String {
@@ -218,7 +219,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = REJOIN.base;
     let mut last_lag = tokio::time::Instant::now() - Duration::from_secs(60);
     'join: loop {
         let mut consumer = tokio::select! {
@@ -231,7 +232,7 @@ pub async fn run(
                         () = &mut shutdown => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = REJOIN.after(backoff);
                     continue 'join;
                 }
             },
@@ -264,7 +265,7 @@ pub async fn run(
                         () = &mut shutdown => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = REJOIN.after(backoff);
                     continue 'join;
                 }
             }

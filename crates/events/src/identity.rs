@@ -5,16 +5,43 @@ use bazaar_bus::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// An account's role, as events carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// An account's role: the one definition, used by tokens (through
+/// `bazaar_platform::auth`), identity's accounts and these events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Buys.
+    /// Buys; the default.
+    #[default]
     Customer,
     /// Sells (and can buy).
     Seller,
     /// Operates the marketplace; never self-registered.
     Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Self; 3] = [Self::Customer, Self::Seller, Self::Admin];
+
+    /// The role's name, as tokens, events and databases carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Seller => "seller",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// The role named `name` (exactly as [`Role::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `identity.user.registered`: a new account exists. The subject is the

@@ -13,5 +13,6 @@
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
+pub mod money;
 pub mod orders;
 pub mod payments;

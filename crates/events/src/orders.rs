@@ -4,14 +4,7 @@ use bazaar_bus::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// An amount of money: integer minor units and an ISO 4217 code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    /// Minor units (cents).
-    pub amount: i64,
-    /// ISO 4217, upper case.
-    pub currency: String,
-}
+pub use crate::money::Money;
 
 /// One line of an order, priced when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ use http::request::Parts;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use crate::client::{Endpoints, HttpClient, Policy};
 use crate::problem::Problem;
@@ -78,6 +79,10 @@ pub enum AuthError {
     /// The keys could not be fetched.
     #[error("cannot fetch the signing keys: {0}")]
     Keys(String),
+    /// A valid token whose `sub` is not a user id or whose `role` is not a
+    /// role.
+    #[error("the token does not name a user")]
+    Subject,
 }
 
 impl From<AuthError> for Problem {
@@ -87,6 +92,7 @@ impl From<AuthError> for Problem {
                 "Sign-in cannot be checked right now; try again shortly.",
             ),
             AuthError::Missing => Problem::unauthorized("Sign in: this needs an access token."),
+            AuthError::Subject => Problem::unauthorized("The access token does not name a user."),
             _ => Problem::unauthorized("The access token is invalid or expired."),
         }
     }
@@ -366,11 +372,48 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The signed-in user of a request; extracting it answers 401 (as a
-/// problem) without a valid token. Needs the service's [`Verifier`] as an
-/// `Extension` (`Routes::with_auth`).
-#[derive(Debug, Clone)]
-pub struct User(pub Claims);
+/// What an account may do; tokens carry it as `role`.
+pub use bazaar_events::identity::Role;
+
+/// The signed-in user of a request, read from a verified token once: its
+/// id and role, typed. Extracting it answers 401 (as a problem) without a
+/// valid token or with one whose subject is not a user id or whose role
+/// nobody defined. Needs the service's [`Verifier`] as an `Extension`
+/// (`Routes::with_auth`).
+///
+/// The role checks every service makes are its methods, so they agree:
+/// only a seller sells (an admin operates the shop, it does not sell), only
+/// an admin reads what is not theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// The user's id (the token's `sub`).
+    pub id: Uuid,
+    /// The user's role.
+    pub role: Role,
+}
+
+impl User {
+    /// The user a token's claims name.
+    ///
+    /// # Errors
+    /// [`AuthError::Subject`] when `sub` is not a user id or `role` is not
+    /// a role.
+    pub fn from_claims(claims: &Claims) -> Result<Self, AuthError> {
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Subject)?;
+        let role = Role::parse(&claims.role).ok_or(AuthError::Subject)?;
+        Ok(Self { id, role })
+    }
+
+    /// Whether the user operates the marketplace.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether the user may put products on sale (sellers only).
+    pub fn can_sell(&self) -> bool {
+        self.role == Role::Seller
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for User {
     type Rejection = Problem;
@@ -381,11 +424,15 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
                 "no Verifier extension: the service did not enable auth"
             ))
         })?;
-        let claims = verifier.verify_headers(&parts.headers).await.map_err(|e| {
-            tracing::debug!(error = %e, "token refused");
-            Problem::from(e)
-        })?;
-        Ok(Self(claims))
+        let user = verifier
+            .verify_headers(&parts.headers)
+            .await
+            .and_then(|claims| User::from_claims(&claims))
+            .map_err(|e| {
+                tracing::debug!(error = %e, "token refused");
+                Problem::from(e)
+            })?;
+        Ok(user)
     }
 }
 
@@ -432,6 +479,31 @@ mod tests {
         let jwk = s.jwk();
         let verifier = Verifier::local(vec![jwk]);
         verify_with(token, now, |kid| verifier.lookup(kid))
+    }
+
+    #[test]
+    fn a_user_is_a_uuid_and_a_known_role_and_only_sellers_sell() {
+        let id = Uuid::now_v7();
+        let mut c = claims(0);
+        c.sub = id.to_string();
+        for (role, admin, sells) in [
+            ("customer", false, false),
+            ("seller", false, true),
+            ("admin", true, false),
+        ] {
+            c.role = role.into();
+            let user = User::from_claims(&c).unwrap();
+            assert_eq!(user.id, id);
+            assert_eq!(user.role.as_str(), role);
+            assert_eq!((user.is_admin(), user.can_sell()), (admin, sells), "{role}");
+        }
+        c.role = "root".into();
+        assert_eq!(User::from_claims(&c), Err(AuthError::Subject));
+        c.role = "seller".into();
+        c.sub = "u1".into();
+        assert_eq!(User::from_claims(&c), Err(AuthError::Subject));
+        let problem = Problem::from(AuthError::Subject);
+        assert_eq!(problem.status, 401);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bazaar_bus::clock::Clock;
 use url::Url;
 
 /// One documented environment variable.
@@ -215,6 +216,9 @@ pub struct Config {
     /// The variables this was read from, for the service's own settings
     /// ([`FromEnv`]); shown by name only.
     pub env: Env,
+    /// Where the service reads "now" for decisions that depend on elapsed
+    /// time: the system clock, a manual one in tests.
+    pub clock: Clock,
 }
 
 /// A configuration value that cannot be used.
@@ -669,6 +673,7 @@ impl Config {
             exit_on_stdin_close,
             otlp_endpoint,
             env,
+            clock: Clock::system(),
         })
     }
 
@@ -696,6 +701,7 @@ impl Config {
             otlp_endpoint: None,
             // Services under test read their own settings as in a process.
             env: Env::with_prefix(std::env::vars(), "BAZAAR_"),
+            clock: Clock::system(),
         }
     }
 }

@@ -73,6 +73,21 @@ pub struct Db {
     kind: DbKind,
 }
 
+/// Whether `e` is the database refusing a row that repeats a unique key
+/// (on SQLite and PostgreSQL alike): how a service turns "already there"
+/// into its own answer without checking first.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// Whether `e` is the database refusing a row whose foreign key points at
+/// nothing.
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
+
 impl Db {
     /// Opens (creating if missing) the configured database.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, DbError> {

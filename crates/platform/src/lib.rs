@@ -17,6 +17,7 @@ pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;
 
+pub use bazaar_bus::{backoff, clock};
 pub use config::Config;
 pub use problem::{Json, Problem};
 pub use server::{Context, Routes, Server, Service, serve};

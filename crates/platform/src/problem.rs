@@ -32,6 +32,17 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// The 401 answer of every operation that needs an access token, for an
+/// operation's `responses(..)` list: `responses((status = 200, ..),
+/// Unauthorized)`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No valid access token.",
+    content_type = "application/problem+json"
+)]
+pub struct Unauthorized(pub Problem);
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {

@@ -124,6 +124,12 @@ impl<S> Context<S> {
         &self.tasks
     }
 
+    /// The clock the service reads "now" from for decisions that depend on
+    /// elapsed time (so tests can move it instead of sleeping).
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.config.clock
+    }
+
     /// The process's configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -39,6 +39,8 @@ pub mod cart {
 
 /// Card payments for orders, served by the payments service.
 pub mod payments {
+    pub mod card;
+
     /// Version 1 of the payments contracts.
     pub mod v1 {
         #![allow(missing_docs, clippy::all)]

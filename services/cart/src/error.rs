@@ -14,9 +14,6 @@ pub(crate) enum Error {
     /// Invalid input (422) or another ready-made refusal.
     #[error("{0}")]
     Problem(#[from] Problem),
-    /// The token's subject is not a user id.
-    #[error("the token's subject is not a user id")]
-    BadSubject,
     /// A new product for a cart that holds `MAX_LINES` lines already.
     #[error("the cart is full")]
     Full,
@@ -29,7 +26,6 @@ impl From<Error> for Problem {
     fn from(error: Error) -> Self {
         match error {
             Error::Problem(p) => p,
-            Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::Full => Problem::conflict(format!(
                 "A cart holds at most {MAX_LINES} different products; remove one before adding another."
             ))

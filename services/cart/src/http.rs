@@ -9,7 +9,9 @@ use axum::{Extension, Router};
 use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::problem::FieldError;
 // The platform's problem types, under the names the OpenAPI attributes use.
-use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{
+    FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -93,11 +95,6 @@ struct QuantityRequest {
 
 // ---- handlers ----
 
-/// The cart's owner: the token's subject.
-fn owner(user: &auth::User) -> Result<Uuid, Error> {
-    Uuid::parse_str(&user.0.sub).map_err(|_| Error::BadSubject)
-}
-
 /// The product named by the path, if it is a UUID.
 fn product(path: Result<Path<String>, PathRejection>) -> Option<Uuid> {
     let Path(raw) = path.ok()?;
@@ -120,12 +117,12 @@ fn invalid(field: &str, message: &str) -> FieldError {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's cart (no lines when there is none).", body = CartBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn get_cart(State(carts): State<Carts>, user: auth::User) -> Result<Json<CartBody>, Error> {
-    let lines = carts.lines(owner(&user)?).await?;
+    let lines = carts.lines(user.id).await?;
     Ok(Json(lines.into()))
 }
 
@@ -139,19 +136,19 @@ async fn get_cart(State(carts): State<Carts>, user: auth::User) -> Result<Json<C
     responses(
         (status = 200, description = "The line is set; the cart after it.", body = CartBody),
         (status = 400, description = "The body is not JSON.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "The product is new and the cart holds 50 lines already.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The product id is not a UUID, or `quantity` is not a whole number from 1 to 99.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn put_item(
     State(carts): State<Carts>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
     Json(body): Json<QuantityRequest>,
 ) -> Result<Json<CartBody>, Error> {
-    let owner = owner(&user)?;
+    let owner = user.id;
     let product = product(path);
     let quantity = Quantity::new(body.quantity);
     let (Some(product), Some(quantity)) = (product, quantity) else {
@@ -178,17 +175,17 @@ async fn put_item(
     params(("product_id" = Uuid, Path, description = "The product.")),
     responses(
         (status = 200, description = "The line is gone (or was not there); the cart after it.", body = CartBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 422, description = "The product id is not a UUID.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn remove_item(
     State(carts): State<Carts>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CartBody>, Error> {
-    let owner = owner(&user)?;
+    let owner = user.id;
     let Some(product) = product(path) else {
         return Err(Problem::validation(vec![invalid("product_id", NOT_A_UUID)]).into());
     };
@@ -202,11 +199,11 @@ async fn remove_item(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The cart is empty."),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn clear_cart(State(carts): State<Carts>, user: auth::User) -> Result<StatusCode, Error> {
-    carts.clear(owner(&user)?).await?;
+    carts.clear(user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

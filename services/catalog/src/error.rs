@@ -22,9 +22,6 @@ pub(crate) enum Error {
     /// The product is another seller's.
     #[error("not the product's seller")]
     NotOwner,
-    /// The token's subject is not a user id.
-    #[error("the token's subject is not a user id")]
-    BadSubject,
     /// The database failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -47,7 +44,6 @@ impl From<Error> for Problem {
                 Problem::forbidden("Only the seller of this product can change or delete it.")
                     .with_kind("not-your-product", "Not your product")
             }
-            Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::Store(e) => Problem::internal(&e),
             Error::Db(e) => Problem::internal(&e),
             Error::Events(e) => Problem::internal(&e),

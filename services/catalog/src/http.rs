@@ -13,7 +13,9 @@ use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::db::{Db, DbKind};
 use bazaar_platform::events::Events;
 use bazaar_platform::problem::FieldError;
-use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{
+    FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -278,9 +280,8 @@ fn now() -> String {
 
 /// The caller's user id; refuses anyone but a seller.
 fn seller(user: &auth::User) -> Result<Uuid, Error> {
-    let id = Uuid::parse_str(&user.0.sub).map_err(|_| Error::BadSubject)?;
-    if user.0.role == "seller" {
-        Ok(id)
+    if user.can_sell() {
+        Ok(user.id)
     } else {
         Err(Error::NotSeller)
     }
@@ -407,12 +408,12 @@ async fn show(
     request_body = CreateRequest,
     responses(
         (status = 201, description = "The product is on sale.", body = ProductBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 403, description = "The caller is not a seller.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid; `errors` names each.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub, product_id = tracing::field::Empty))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, product_id = tracing::field::Empty))]
 async fn create(
     State(state): State<AppState>,
     user: auth::User,
@@ -481,13 +482,13 @@ async fn create(
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "The product as it is now.", body = ProductBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 403, description = "The product is not the caller's.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No product on sale has this id.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid; `errors` names each.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn update(
     State(state): State<AppState>,
     user: auth::User,
@@ -560,12 +561,12 @@ async fn update(
     params(("id" = Uuid, Path, description = "The product.")),
     responses(
         (status = 204, description = "The product is off sale."),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 403, description = "The product is not the caller's.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No product on sale has this id.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn remove(
     State(state): State<AppState>,
     user: auth::User,

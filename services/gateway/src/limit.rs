@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use bazaar_platform::backoff::Backoff;
 use bazaar_platform::tasks::{Shutdown, Tasks};
 use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -401,6 +402,9 @@ fn warn_unreachable(error: &str) {
     );
 }
 
+/// Waits between attempts at the first connection to Redis.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
 /// Keeps trying to make the first connection, with backoff, until it works,
 /// the limiter is gone or the server stops; the connection manager
 /// reconnects by itself after.
@@ -409,7 +413,7 @@ async fn reconnect(
     client: redis::Client,
     stop: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut pause = Duration::from_millis(100);
+    let mut pause = RECONNECT.base;
     loop {
         let connect = async {
             tokio::time::sleep(pause).await;
@@ -418,7 +422,7 @@ async fn reconnect(
         let Some(attempt) = stop.unless_requested(connect).await else {
             return Ok(());
         };
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = RECONNECT.after(pause);
         let Some(limiter) = shared.upgrade() else {
             return Ok(());
         };

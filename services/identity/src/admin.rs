@@ -191,7 +191,7 @@ pub(crate) async fn ensure(
         user_id: user.id,
         email: email.to_owned(),
         name: user.name.as_str().to_owned(),
-        role: user.role.into(),
+        role: user.role,
     };
     events
         .append(&mut tx, Some(&user.id.to_string()), &event)

@@ -161,55 +161,15 @@ impl Name {
     }
 }
 
-/// What an account may do. `Admin` exists but is never self-service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Role {
-    /// Buys; the default.
-    #[default]
-    Customer,
-    /// Sells (and can buy); others may follow them.
-    Seller,
-    /// Operates the marketplace; granted out of band, never by registering.
-    Admin,
-}
+/// What an account may do (one definition for every service). `Admin`
+/// exists but is never self-service.
+pub use bazaar_platform::auth::Role;
 
-impl Role {
-    /// The role someone may pick when registering: `customer` or `seller`.
-    pub fn parse_self_service(raw: &str) -> Result<Self, Invalid> {
-        match raw {
-            "customer" => Ok(Self::Customer),
-            "seller" => Ok(Self::Seller),
-            _ => Err(Invalid("must be \"customer\" or \"seller\"")),
-        }
-    }
-
-    /// The role's name as stored, in tokens and on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "customer",
-            Self::Seller => "seller",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// A role read back from the database (any of the three).
-    pub(crate) fn from_stored(stored: &str) -> Option<Self> {
-        match stored {
-            "customer" => Some(Self::Customer),
-            "seller" => Some(Self::Seller),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl From<Role> for bazaar_events::identity::Role {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Customer => Self::Customer,
-            Role::Seller => Self::Seller,
-            Role::Admin => Self::Admin,
-        }
+/// The role someone may pick when registering: `customer` or `seller`.
+pub fn self_service_role(raw: &str) -> Result<Role, Invalid> {
+    match Role::parse(raw) {
+        Some(role @ (Role::Customer | Role::Seller)) => Ok(role),
+        _ => Err(Invalid("must be \"customer\" or \"seller\"")),
     }
 }
 
@@ -309,14 +269,14 @@ mod tests {
 
     #[test]
     fn only_customer_and_seller_are_self_service() {
-        assert_eq!(Role::parse_self_service("customer"), Ok(Role::Customer));
-        assert_eq!(Role::parse_self_service("seller"), Ok(Role::Seller));
+        assert_eq!(self_service_role("customer"), Ok(Role::Customer));
+        assert_eq!(self_service_role("seller"), Ok(Role::Seller));
         for bad in ["admin", "Admin", "SELLER", "", "root"] {
-            assert!(Role::parse_self_service(bad).is_err(), "{bad}");
+            assert!(self_service_role(bad).is_err(), "{bad}");
         }
         assert_eq!(Role::default(), Role::Customer);
         for role in [Role::Customer, Role::Seller, Role::Admin] {
-            assert_eq!(Role::from_stored(role.as_str()), Some(role));
+            assert_eq!(Role::parse(role.as_str()), Some(role));
         }
     }
 }

@@ -3,7 +3,9 @@
 //! naming each bad field), call the store, and shape the answer.
 
 // The platform's problem types, under the names the OpenAPI attributes use.
-use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{
+    FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -15,7 +17,7 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use bazaar_events::identity::{SellerFollowed, SellerUnfollowed, UserRegistered};
 use bazaar_platform::auth::{self, BearerAuth, Jwks, TokenSigner, Verifier};
-use bazaar_platform::db::Db;
+use bazaar_platform::db::{Db, is_foreign_key_violation, is_unique_violation};
 use bazaar_platform::events::Events;
 use bazaar_platform::problem::FieldError;
 use bazaar_platform::{Json, Problem};
@@ -24,7 +26,7 @@ use sqlx::{Any, Transaction};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Email, Name, Password, Role};
+use crate::domain::{self, Email, Name, Password, Role};
 use crate::error::Error;
 use crate::metrics::IdentityMetrics;
 use crate::password::{Hasher, Verified};
@@ -219,7 +221,7 @@ impl RegisterRequest {
         let role = self
             .role
             .as_deref()
-            .map_or(Ok(Role::default()), Role::parse_self_service);
+            .map_or(Ok(Role::default()), domain::self_service_role);
         match (
             Email::parse(&self.email),
             Password::parse(self.password),
@@ -294,7 +296,7 @@ async fn register(
         user_id: user.id,
         email: user.email.as_str().to_owned(),
         name: user.name.as_str().to_owned(),
-        role: user.role.into(),
+        role: user.role,
     };
     state
         .events
@@ -443,11 +445,6 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The signed-in user's id, from their token.
-fn caller(user: &auth::User) -> Result<Uuid, Error> {
-    Uuid::parse_str(&user.0.sub).map_err(|_| Error::UnknownUser)
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/users/me",
@@ -455,12 +452,12 @@ fn caller(user: &auth::User) -> Result<Uuid, Error> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in user.", body = UserBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn me(State(state): State<AppState>, user: auth::User) -> Result<Json<UserBody>, Error> {
-    let id = caller(&user)?;
+    let id = user.id;
     let found = store::user(state.db.pool(), id).await?;
     Ok(Json(found.ok_or(Error::UnknownUser)?.into()))
 }
@@ -492,18 +489,18 @@ async fn seller(
     params(("seller_id" = Uuid, Path, description = "The seller to follow.")),
     responses(
         (status = 204, description = "Followed (also when already following)."),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "No seller has this id.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The id is the caller's own.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn follow(
     State(state): State<AppState>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Error> {
-    let me = caller(&user)?;
+    let me = user.id;
     let seller = seller(&state, me, path).await?;
     let mut tx = state.db.begin_write().await?;
     match store::follow(&mut tx, me, seller).await {
@@ -535,18 +532,18 @@ async fn follow(
     params(("seller_id" = Uuid, Path, description = "The seller to stop following.")),
     responses(
         (status = 204, description = "Not following (also when it was not)."),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "No seller has this id.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The id is the caller's own.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn unfollow(
     State(state): State<AppState>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Error> {
-    let me = caller(&user)?;
+    let me = user.id;
     let seller = seller(&state, me, path).await?;
     let mut tx = state.db.begin_write().await?;
     if store::unfollow(&mut tx, me, seller).await? {
@@ -562,14 +559,4 @@ async fn unfollow(
         state.events.committed();
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
-fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_foreign_key_violation())
 }

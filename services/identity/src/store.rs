@@ -42,7 +42,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, StoreError> {
         id: Uuid::parse_str(&id).map_err(|_| corrupt("users", format!("id {id:?}")))?,
         email: Email::from_stored(row.try_get("email")?),
         name: Name::from_stored(row.try_get("name")?),
-        role: Role::from_stored(&role).ok_or_else(|| corrupt("users", format!("role {role:?}")))?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("users", format!("role {role:?}")))?,
     })
 }
 

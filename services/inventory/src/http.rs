@@ -8,7 +8,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_platform::auth::{self, BearerAuth, Verifier};
 use bazaar_platform::problem::FieldError;
-use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{
+    FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -130,14 +132,14 @@ async fn get_stock(
     request_body = OnHandRequest,
     responses(
         (status = 200, description = "The new stock.", body = StockBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 403, description = "The product is another seller's.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No product has this id.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Fewer units than orders have reserved.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "`on_hand` is not a whole number, 0 or more.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn put_stock(
     State(ledger): State<Ledger>,
     user: auth::User,
@@ -156,7 +158,7 @@ async fn put_stock(
         .await
         .map_err(internal)?
         .ok_or_else(no_such_product)?;
-    if stock.seller_id != user.0.sub {
+    if stock.seller_id != user.id.to_string() {
         return Err(Problem::forbidden(
             "Only the seller of this product can change its stock.",
         ));

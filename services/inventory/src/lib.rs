@@ -96,6 +96,7 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         ttl: settings.reservation_ttl,
         low_stock: settings.low_stock,
         metrics: metrics::InventoryMetrics::registered(ctx.metrics()),
+        clock: ctx.clock().clone(),
     };
     tracing::info!(
         reservation_ttl = ?settings.reservation_ttl,

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use bazaar_events::inventory::StockLow;
-use bazaar_platform::db::Db;
+use bazaar_platform::clock::Clock;
+use bazaar_platform::db::{Db, is_unique_violation};
 use bazaar_platform::events::Events;
 use bazaar_platform::tasks::Shutdown;
 use sqlx::{Any, Transaction};
@@ -22,6 +23,8 @@ pub(crate) struct Ledger {
     pub(crate) ttl: Duration,
     pub(crate) low_stock: i64,
     pub(crate) metrics: InventoryMetrics,
+    /// What "now" is for expiry: the server's clock.
+    pub(crate) clock: Clock,
 }
 
 /// One product an order could not get.
@@ -61,11 +64,6 @@ pub(crate) enum LedgerError {
 /// Attempts when a concurrent call on the same order changed it between
 /// our read and our write (PostgreSQL only; SQLite serializes writers).
 const ATTEMPTS: usize = 3;
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
 
 impl Ledger {
     /// Holds every line for `order`, or none.
@@ -122,7 +120,7 @@ impl Ledger {
                 order_id: order,
                 state: State::Reserved,
                 lines: lines.clone(),
-                expires_at: store::now_ms().saturating_add(ttl),
+                expires_at: self.clock.now_ms().saturating_add(ttl),
             };
             match store::insert_reservation(&mut tx, &reservation).await {
                 Ok(()) => {}
@@ -155,7 +153,7 @@ impl Ledger {
                 }
                 State::Reserved => {}
             }
-            let now = store::now_ms();
+            let now = self.clock.now_ms();
             if reservation.expires_at <= now {
                 // Too late: expire it here rather than wait for the sweeper.
                 if !self
@@ -241,7 +239,7 @@ impl Ledger {
 
     /// Expires every reservation held past now; how many.
     pub(crate) async fn sweep(&self) -> Result<usize, LedgerError> {
-        let now = store::now_ms();
+        let now = self.clock.now_ms();
         let mut count = 0;
         for order in store::expired_orders(&self.db, now, 100).await? {
             if self.expire(order, now).await? {

@@ -15,12 +15,8 @@ use uuid::Uuid;
 
 use crate::domain::{Lines, OnHand, Quantity};
 
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Milliseconds since the epoch, from the system clock.
+pub(crate) use bazaar_platform::clock::now_ms;
 
 /// One product's stock.
 #[derive(Debug, Clone, PartialEq, Eq)]

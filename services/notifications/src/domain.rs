@@ -1,6 +1,7 @@
 //! Values that can only be built valid: what a notification is about, where
 //! it links, how its ids grow, and a page of the feed.
 
+use bazaar_events::money::Money;
 use uuid::Uuid;
 
 /// What a notification is about.
@@ -187,18 +188,7 @@ impl Page {
 
 /// An amount of minor units as people write it: `24.50 EUR`, `1200 JPY`.
 pub fn money(amount: i64, currency: &str) -> String {
-    // The currencies the catalog accepts have two decimals, except these.
-    let decimals = if matches!(currency, "JPY" | "KRW") {
-        0
-    } else {
-        2
-    };
-    if decimals == 0 {
-        return format!("{amount} {currency}");
-    }
-    let sign = if amount < 0 { "-" } else { "" };
-    let units = amount.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", units / 100, units % 100)
+    Money::new(amount, currency).to_string()
 }
 
 #[cfg(test)]

@@ -16,9 +16,6 @@ pub(crate) enum Error {
     /// someone else's is answered the same, so it is not revealed.
     #[error("no such notification")]
     NoSuchNotification,
-    /// The token's subject is not a user id.
-    #[error("the token's subject is not a user id")]
-    BadSubject,
     /// `Last-Event-ID` (or `last_event_id`) is not a notification id.
     #[error("the last event id is not a notification id")]
     BadLastEventId,
@@ -34,7 +31,6 @@ impl From<Error> for Problem {
             Error::NoSuchNotification => {
                 Problem::not_found("You have no notification with this id.")
             }
-            Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::BadLastEventId => Problem::validation(vec![FieldError {
                 field: "Last-Event-ID".to_owned(),
                 message: "must be the id of a notification (a UUID) received on this stream"

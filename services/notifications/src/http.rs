@@ -40,10 +40,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use bazaar_platform::Json;
-use bazaar_platform::auth::{self, AuthError, BearerAuth, Claims, Verifier};
+use bazaar_platform::auth::{self, AuthError, BearerAuth, Verifier};
 use bazaar_platform::db::Db;
-use bazaar_platform::problem::{FieldError, Problem};
 use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{FieldError, Problem, Unauthorized};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -199,11 +199,6 @@ fn bad_query(_: QueryRejection) -> Error {
     .into()
 }
 
-/// The user a token names.
-fn user_of(claims: &Claims) -> Result<Uuid, Error> {
-    Uuid::parse_str(&claims.sub).map_err(|_| Error::BadSubject)
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/notifications",
@@ -212,17 +207,17 @@ fn user_of(claims: &Claims) -> Result<Uuid, Error> {
     params(ListParams),
     responses(
         (status = 200, description = "A page of the user's notifications, newest first, with `total` and `unread` counted over all pages.", body = PageBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 422, description = "`page` or `limit` is invalid; `errors` names each.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn list(
     State(state): State<AppState>,
     user: auth::User,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<PageBody>, Error> {
-    let me = user_of(&user.0)?;
+    let me = user.id;
     let Query(params) = params.map_err(bad_query)?;
     let page = Page::parse(params.page.as_deref(), params.limit.as_deref()).map_err(|errors| {
         Problem::validation(
@@ -254,17 +249,17 @@ async fn list(
     params(("id" = Uuid, Path, description = "The notification.")),
     responses(
         (status = 204, description = "It is marked read (again, if it was)."),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "The user has no notification with this id.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn read(
     State(state): State<AppState>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Error> {
-    let me = user_of(&user.0)?;
+    let me = user.id;
     let Ok(Path(raw)) = path else {
         return Err(Error::NoSuchNotification);
     };
@@ -303,15 +298,16 @@ async fn stream(
     let token = auth::bearer(&headers)
         .map(str::to_owned)
         .or(params.access_token.filter(|t| !t.is_empty()));
-    let claims = match token {
+    let user = match token {
         Some(token) => verifier.verify(&token).await,
         None => Err(AuthError::Missing),
     }
+    .and_then(|claims| auth::User::from_claims(&claims))
     .map_err(|e| {
         tracing::debug!(error = %e, "token refused");
         Problem::from(e)
     })?;
-    let me = user_of(&claims)?;
+    let me = user.id;
     tracing::Span::current().record("user_id", tracing::field::display(me));
     let resume = headers
         .get("last-event-id")

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bazaar_platform::backoff::Backoff;
 use bazaar_platform::db::Db;
 use bazaar_platform::tasks::Shutdown;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -319,8 +320,8 @@ const MAX_ATTEMPTS: i64 = 10;
 
 /// The wait before try `attempts + 1`: 5 s doubling, at most 15 minutes.
 fn backoff(attempts: i64) -> Duration {
-    let factor = 1_u32 << attempts.clamp(0, 8);
-    (Duration::from_secs(5) * factor).min(Duration::from_secs(15 * 60))
+    const BACKOFF: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(15 * 60));
+    BACKOFF.delay(u32::try_from(attempts.clamp(0, 31)).unwrap_or(0))
 }
 
 /// Sends recorded e-mails and marks them sent.

@@ -8,12 +8,8 @@ use uuid::Uuid;
 
 use crate::domain::{self, Kind, Link, Page};
 
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Milliseconds since the epoch, from the system clock.
+pub(crate) use bazaar_platform::clock::now_ms;
 
 fn uuid(raw: &str) -> Result<Uuid, sqlx::Error> {
     Uuid::parse_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))

@@ -2,8 +2,6 @@
 //! that pays for it and where it goes. Only the wire layer (`http.rs`,
 //! gRPC, events) serializes; these types convert into it explicitly.
 
-use std::fmt;
-
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
@@ -174,123 +172,9 @@ impl Lines {
     }
 }
 
-/// A card number: 12 to 19 digits (spaces as typed are dropped). Its
-/// `Debug` shows only the last four digits.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CardNumber(String);
-
-impl CardNumber {
-    /// The digits of `raw`, spaces removed.
-    ///
-    /// # Errors
-    /// Anything but digits and spaces, or fewer than 12 or more than 19 digits.
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let digits: String = raw.chars().filter(|c| *c != ' ').collect();
-        if !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(Invalid("must be digits (spaces allowed)"));
-        }
-        if !(12..=19).contains(&digits.len()) {
-            return Err(Invalid("must have 12 to 19 digits"));
-        }
-        Ok(Self(digits))
-    }
-
-    /// The digits, for the one call that needs them (Authorize).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The last four digits: all an order keeps.
-    pub fn last4(&self) -> &str {
-        &self.0[self.0.len() - 4..]
-    }
-}
-
-impl fmt::Debug for CardNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CardNumber(…{})", self.last4())
-    }
-}
-
-/// A card's expiry: month 1 to 12, a four-digit year. Whether it has
-/// passed is the card processor's call (a decline), not a malformed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    month: u32,
-    year: u32,
-}
-
-impl Expiry {
-    /// Checks each part.
-    ///
-    /// # Errors
-    /// Which part is wrong: `(month?, year?)`.
-    pub fn new(month: i64, year: i64) -> Result<Self, (Option<Invalid>, Option<Invalid>)> {
-        let m = u32::try_from(month).ok().filter(|m| (1..=12).contains(m));
-        let y = u32::try_from(year)
-            .ok()
-            .filter(|y| (1000..=9999).contains(y));
-        match (m, y) {
-            (Some(month), Some(year)) => Ok(Self { month, year }),
-            (m, y) => Err((
-                m.is_none()
-                    .then_some(Invalid("must be a month from 1 to 12")),
-                y.is_none().then_some(Invalid("must be a four-digit year")),
-            )),
-        }
-    }
-
-    /// 1 to 12.
-    pub fn month(self) -> u32 {
-        self.month
-    }
-
-    /// Four digits.
-    pub fn year(self) -> u32 {
-        self.year
-    }
-}
-
-/// A card verification code: 3 or 4 digits. Its `Debug` shows nothing.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Cvc(String);
-
-impl Cvc {
-    /// `raw`, trimmed, if it is 3 or 4 digits.
-    ///
-    /// # Errors
-    /// Anything else.
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let raw = raw.trim();
-        if (3..=4).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_digit()) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Invalid("must be 3 or 4 digits"))
-        }
-    }
-
-    /// The digits, for Authorize only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Cvc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Cvc(…)")
-    }
-}
-
-/// What pays for an order, held only until Authorize answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Card {
-    /// The number.
-    pub number: CardNumber,
-    /// When it expires.
-    pub expiry: Expiry,
-    /// Its verification code.
-    pub cvc: Cvc,
-}
+/// The card that pays for an order: the payments contract's rule, held
+/// only until Authorize answers.
+pub use bazaar_proto::payments::card::{Card, CardError, CardNumber, Cvc, Expiry};
 
 /// A line of text in an address: trimmed, 1 to `max` characters, no
 /// control characters.
@@ -418,25 +302,7 @@ impl IdempotencyKey {
 }
 
 /// An amount in minor units of an ISO 4217 currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Money {
-    /// Minor units.
-    pub amount: i64,
-    /// ISO 4217, upper case.
-    pub currency: String,
-}
-
-impl fmt::Display for Money {
-    /// `59.97 EUR`; currencies without minor units (JPY, KRW) as `1200 JPY`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if matches!(self.currency.as_str(), "JPY" | "KRW") {
-            return write!(f, "{} {}", self.amount, self.currency);
-        }
-        let sign = if self.amount < 0 { "-" } else { "" };
-        let abs = self.amount.unsigned_abs();
-        write!(f, "{sign}{}.{:02} {}", abs / 100, abs % 100, self.currency)
-    }
-}
+pub use bazaar_events::money::Money;
 
 /// Everything a checkout asks for, valid. `items` is `None` when the cart
 /// is to be ordered.
@@ -671,38 +537,6 @@ mod tests {
             many.iter().map(|p| (Some(p.as_str()), Some(1))).collect();
         assert_eq!(fields(&Lines::parse("cart", &items).unwrap_err()), ["cart"]);
         assert!(Lines::parse("items", &items[..50]).is_ok());
-    }
-
-    #[test]
-    fn card_numbers_drop_spaces_and_hide_in_debug() {
-        let n = CardNumber::parse("4242 4242 4242 4242").unwrap();
-        assert_eq!(n.expose(), "4242424242424242");
-        assert_eq!(n.last4(), "4242");
-        let shown = format!("{n:?}");
-        assert!(!shown.contains("42424242"), "{shown}");
-        assert!(CardNumber::parse("4242-4242-4242-4242").is_err());
-        assert!(CardNumber::parse("12345678901").is_err());
-        assert!(CardNumber::parse("123456789012").is_ok());
-        assert!(CardNumber::parse("12345678901234567890").is_err());
-        assert!(CardNumber::parse("").is_err());
-    }
-
-    #[test]
-    fn expiry_and_cvc() {
-        assert!(Expiry::new(12, 2030).is_ok());
-        assert_eq!(
-            Expiry::new(13, 30),
-            Err((
-                Some(Invalid("must be a month from 1 to 12")),
-                Some(Invalid("must be a four-digit year"))
-            ))
-        );
-        assert!(Expiry::new(0, 2030).is_err());
-        assert!(Cvc::parse("123").is_ok());
-        assert!(Cvc::parse("1234").is_ok());
-        assert!(Cvc::parse("12").is_err());
-        assert!(Cvc::parse("12a").is_err());
-        assert_eq!(format!("{:?}", Cvc::parse("987").unwrap()), "Cvc(…)");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bazaar_events::orders::{Money as EventMoney, OrderCancelled, OrderConfirmed, OrderLine};
+use bazaar_events::orders::{OrderCancelled, OrderConfirmed, OrderLine};
+use bazaar_platform::backoff::Backoff;
 use bazaar_platform::client::CallError;
 use bazaar_platform::db::Db;
 use bazaar_platform::events::Events;
@@ -155,14 +156,7 @@ impl Engine {
     /// The pause before retry number `retry` (0 for the first): uniform in
     /// `[0, min(base · 2^retry, max)]`.
     fn backoff(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX);
-        let ceiling = self
-            .settings
-            .retry_backoff
-            .saturating_mul(factor)
-            .min(self.settings.retry_backoff_max);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=nanos))
+        Backoff::new(self.settings.retry_backoff, self.settings.retry_backoff_max).jittered(retry)
     }
 
     /// Whether `saga` is past its deadline while the deadline still applies.
@@ -633,7 +627,7 @@ impl Engine {
                 seller_id,
                 title,
                 quantity: line.quantity.get(),
-                unit_price: EventMoney {
+                unit_price: Money {
                     amount: unit,
                     currency: total.currency.clone(),
                 },
@@ -643,10 +637,7 @@ impl Engine {
             order_id: saga.id,
             user_id: saga.user_id,
             items,
-            total: EventMoney {
-                amount: total.amount,
-                currency: total.currency.clone(),
-            },
+            total: total.clone(),
         };
         let now = store::now_ms();
         let mut tx = self.db.begin_write().await?;

@@ -34,9 +34,6 @@ pub(crate) enum Error {
     /// Something only an admin may ask for (`all=true`).
     #[error("admins only")]
     AdminOnly,
-    /// The token's subject is not a user id.
-    #[error("the token's subject is not a user id")]
-    BadSubject,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -72,7 +69,6 @@ impl From<Error> for Problem {
                 Problem::forbidden("Only an admin may list every user's orders; leave out all=true to list yours.")
                     .with_kind("admin-only", "Admins only")
             }
-            Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::Db(e) => Problem::internal(&e),
         }
     }

@@ -12,14 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_platform::auth::{self, BearerAuth, Verifier};
-use bazaar_platform::problem::{FieldError, FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::db::is_unique_violation;
+use bazaar_platform::problem::{
+    FieldError, FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use bazaar_platform::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Card, CardNumber, Checkout, Cvc, Expiry, FieldIssue, IdempotencyKey, Lines,
+    Address, Card, CardError, CardNumber, Checkout, Cvc, Expiry, FieldIssue, IdempotencyKey, Lines,
 };
 use crate::engine::Engine;
 use crate::error::Error;
@@ -316,6 +319,26 @@ fn field_errors(issues: Vec<FieldIssue>) -> Vec<FieldError> {
         .collect()
 }
 
+/// One part of the card, if given and well-formed; else what is wrong is
+/// noted under `field`.
+fn card_part<T>(
+    note: &mut impl FnMut(&str, &str),
+    field: &str,
+    given: Option<Result<T, CardError>>,
+) -> Option<T> {
+    match given {
+        Some(Ok(part)) => Some(part),
+        Some(Err(e)) => {
+            note(field, e.message());
+            None
+        }
+        None => {
+            note(field, "is required");
+            None
+        }
+    }
+}
+
 /// Checks a whole request, naming every bad field.
 fn checkout(body: &PlaceRequest) -> Result<Checkout, Problem> {
     let mut errors: Vec<FieldError> = Vec::new();
@@ -346,51 +369,29 @@ fn checkout(body: &PlaceRequest) -> Result<Checkout, Problem> {
             None
         }
         Some(p) => {
-            let number = match p.card_number.as_deref().map(CardNumber::parse) {
-                Some(Ok(n)) => Some(n),
-                Some(Err(e)) => {
-                    note("payment.card_number", e.0);
-                    None
-                }
-                None => {
-                    note("payment.card_number", "is required");
-                    None
-                }
-            };
-            let expiry = match (p.exp_month, p.exp_year) {
-                (Some(month), Some(year)) => match Expiry::new(month, year) {
-                    Ok(expiry) => Some(expiry),
-                    Err((month, year)) => {
-                        if let Some(e) = month {
-                            note("payment.exp_month", e.0);
-                        }
-                        if let Some(e) = year {
-                            note("payment.exp_year", e.0);
-                        }
-                        None
-                    }
-                },
-                (month, year) => {
-                    if month.is_none() {
-                        note("payment.exp_month", "is required");
-                    }
-                    if year.is_none() {
-                        note("payment.exp_year", "is required");
-                    }
-                    None
-                }
-            };
-            let cvc = match p.cvc.as_deref().map(Cvc::parse) {
-                Some(Ok(c)) => Some(c),
-                Some(Err(e)) => {
-                    note("payment.cvc", e.0);
-                    None
-                }
-                None => {
-                    note("payment.cvc", "is required");
-                    None
-                }
-            };
+            let number = card_part(
+                &mut note,
+                "payment.card_number",
+                p.card_number.as_deref().map(CardNumber::typed),
+            );
+            let month = card_part(
+                &mut note,
+                "payment.exp_month",
+                p.exp_month.map(Expiry::month_of),
+            );
+            let year = card_part(
+                &mut note,
+                "payment.exp_year",
+                p.exp_year.map(Expiry::year_of),
+            );
+            let cvc = card_part(
+                &mut note,
+                "payment.cvc",
+                p.cvc.as_deref().map(|cvc| Cvc::parse(cvc.trim())),
+            );
+            let expiry = month
+                .zip(year)
+                .and_then(|(m, y)| Expiry::new(m.into(), y.into()).ok());
             match (number, expiry, cvc) {
                 (Some(number), Some(expiry), Some(cvc)) => Some(Card {
                     number,
@@ -429,16 +430,6 @@ fn checkout(body: &PlaceRequest) -> Result<Checkout, Problem> {
         }),
         _ => Err(Problem::validation(errors)),
     }
-}
-
-/// The caller's user id.
-fn subject(user: &auth::User) -> Result<Uuid, Error> {
-    Uuid::parse_str(&user.0.sub).map_err(|_| Error::BadSubject)
-}
-
-/// Whether the caller is an admin (the role identity signed into the token).
-fn is_admin(user: &auth::User) -> bool {
-    user.0.role == "admin"
 }
 
 /// The `Idempotency-Key` header.
@@ -484,11 +475,6 @@ async fn cart_lines(state: &AppState, user: Uuid) -> Result<Lines, Error> {
     Lines::parse("cart", &raw).map_err(|issues| Problem::validation(field_errors(issues)).into())
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
 // ---- handlers ----
 
 #[utoipa::path(
@@ -503,19 +489,19 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
             headers(("Location" = String, description = "The order's URL."))),
         (status = 200, description = "The key was used before for the same request: that order, as it is now.", body = OrderBody),
         (status = 400, description = "No or a malformed `Idempotency-Key`, or a body that is not JSON.", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 422, description = "Invalid fields (`errors` names each; nothing is stored), an empty cart, or a key used before for a different request.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The cart cannot be read right now.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub, order_id = tracing::field::Empty))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, order_id = tracing::field::Empty))]
 async fn place(
     State(state): State<AppState>,
     user: auth::User,
     headers: HeaderMap,
     body: Result<Json<PlaceRequest>, Problem>,
 ) -> Result<Response, Error> {
-    let user_id = subject(&user)?;
+    let user_id = user.id;
     let key = idempotency_key(&headers)?;
     let Json(body) = body?;
     let checkout = checkout(&body)?;
@@ -655,21 +641,21 @@ fn listing(query: Result<Query<ListParams>, QueryRejection>) -> Result<Listing, 
     params(ListParams),
     responses(
         (status = 200, description = "A page of the caller's orders, newest first; with `all=true` (admins only), of every user's. Each item is the whole order, with its status and saga timeline.", body = PageBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 403, description = "`all=true` from a caller who is not an admin.", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "`page`, `limit` or `all` is invalid.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn list(
     State(state): State<AppState>,
     user: auth::User,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<PageBody>, Error> {
-    let user_id = subject(&user)?;
+    let user_id = user.id;
     let Listing { page, limit, all } = listing(query)?;
     let (orders, total) = if all {
-        if !is_admin(&user) {
+        if !user.is_admin() {
             return Err(Error::AdminOnly);
         }
         store::page_all(&state.engine.db, page, limit).await?
@@ -692,22 +678,22 @@ async fn list(
     params(("id" = Uuid, Path, description = "The order.")),
     responses(
         (status = 200, description = "The order with its timeline: one of the caller's, or any order for an admin.", body = OrderBody),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "The caller has no order with this id (for an admin: there is none).", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn one(
     State(state): State<AppState>,
     user: auth::User,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderBody>, Error> {
-    let user_id = subject(&user)?;
+    let user_id = user.id;
     let Ok(Path(raw)) = path else {
         return Err(Error::NoSuchOrder);
     };
     let id = Uuid::parse_str(&raw).map_err(|_| Error::NoSuchOrder)?;
-    let order = if is_admin(&user) {
+    let order = if user.is_admin() {
         store::by_id(&state.engine.db, id).await?
     } else {
         store::of_user(&state.engine.db, id, user_id).await?

@@ -17,12 +17,8 @@ use crate::domain::{
 };
 use crate::saga::{Priced, Stage, Undo};
 
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Milliseconds since the epoch, from the system clock.
+pub(crate) use bazaar_platform::clock::now_ms;
 
 fn decode(message: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(message.into().into())
@@ -798,7 +794,7 @@ mod tests {
     /// answers it.
     async fn place(db: &Db, lines: &Lines, owner: &str) -> Order {
         let card = Card {
-            number: CardNumber::parse("4242 4242 4242 4242").expect("a card number"),
+            number: CardNumber::typed("4242 4242 4242 4242").expect("a card number"),
             expiry: Expiry::new(12, 2030).expect("an expiry"),
             cvc: Cvc::parse("123").expect("a CVC"),
         };

@@ -9,6 +9,7 @@
 //! timeline shows. Every call is idempotent by order id.
 
 use std::error::Error as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -17,11 +18,16 @@ use bazaar_platform::client::{
 };
 use bazaar_platform::server::Context;
 use bazaar_proto::cart::v1 as cart;
+use bazaar_proto::cart::v1::cart_client::CartClient;
 use bazaar_proto::catalog::v1 as catalog;
+use bazaar_proto::catalog::v1::catalog_client::CatalogClient;
 use bazaar_proto::inventory::v1 as inventory;
+use bazaar_proto::inventory::v1::inventory_client::InventoryClient;
 use bazaar_proto::payments::v1 as payments;
+use bazaar_proto::payments::v1::payments_client::PaymentsClient;
 use prost::Message as _;
 use tonic::Code;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::domain::{CancelCode, Card, Lines, Money};
@@ -143,50 +149,37 @@ impl Upstreams {
         &self,
         lines: &Lines,
     ) -> Result<catalog::GetProductsResponse, CallError> {
-        let ids: Vec<String> = lines.iter().map(|(p, _)| p.to_string()).collect();
-        self.catalog
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request =
-                    GrpcClient::request(catalog::GetProductsRequest { ids: ids.clone() }, left);
-                async move {
-                    catalog::catalog_client::CatalogClient::new(channel)
-                        .get_products(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            })
-            .await
+        let ids = lines.iter().map(|(p, _)| p.to_string()).collect();
+        send(
+            &self.catalog,
+            &catalog::GetProductsRequest { ids },
+            |channel, request| async move {
+                CatalogClient::new(channel).get_products(request).await
+            },
+        )
+        .await
     }
 
     /// Holds `lines` for `order`.
     pub(crate) async fn reserve(&self, order: Uuid, lines: &Lines) -> Result<Reserve, CallError> {
-        let items: Vec<inventory::Item> = lines
+        let items = lines
             .iter()
             .map(|(p, q)| inventory::Item {
                 product_id: p.to_string(),
                 quantity: q.get(),
             })
             .collect();
-        let answer = self
-            .inventory
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    inventory::ReserveRequest {
-                        order_id: order.to_string(),
-                        items: items.clone(),
-                    },
-                    left,
-                );
-                async move {
-                    answer(
-                        inventory::inventory_client::InventoryClient::new(channel)
-                            .reserve(request)
-                            .await,
-                        &[Code::FailedPrecondition, Code::NotFound],
-                    )
-                }
-            })
-            .await?;
+        let request = inventory::ReserveRequest {
+            order_id: order.to_string(),
+            items,
+        };
+        let answer = ask(
+            &self.inventory,
+            &request,
+            REFUSED,
+            |channel, request| async move { InventoryClient::new(channel).reserve(request).await },
+        )
+        .await?;
         let Err(status) = answer else {
             return Ok(Reserve::Held);
         };
@@ -216,25 +209,16 @@ impl Upstreams {
 
     /// Takes `order`'s reservation out of stock.
     pub(crate) async fn commit(&self, order: Uuid) -> Result<Commit, CallError> {
-        let answer = self
-            .inventory
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    inventory::CommitRequest {
-                        order_id: order.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    answer(
-                        inventory::inventory_client::InventoryClient::new(channel)
-                            .commit(request)
-                            .await,
-                        &[Code::FailedPrecondition, Code::NotFound],
-                    )
-                }
-            })
-            .await?;
+        let request = inventory::CommitRequest {
+            order_id: order.to_string(),
+        };
+        let answer = ask(
+            &self.inventory,
+            &request,
+            REFUSED,
+            |channel, request| async move { InventoryClient::new(channel).commit(request).await },
+        )
+        .await?;
         Ok(match answer {
             Ok(_) => Commit::Committed,
             Err(_) => Commit::Gone,
@@ -243,25 +227,16 @@ impl Upstreams {
 
     /// Gives `order`'s reservation back.
     pub(crate) async fn release(&self, order: Uuid) -> Result<Release, CallError> {
-        let answer = self
-            .inventory
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    inventory::ReleaseRequest {
-                        order_id: order.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    answer(
-                        inventory::inventory_client::InventoryClient::new(channel)
-                            .release(request)
-                            .await,
-                        &[Code::FailedPrecondition, Code::NotFound],
-                    )
-                }
-            })
-            .await?;
+        let request = inventory::ReleaseRequest {
+            order_id: order.to_string(),
+        };
+        let answer = ask(
+            &self.inventory,
+            &request,
+            REFUSED,
+            |channel, request| async move { InventoryClient::new(channel).release(request).await },
+        )
+        .await?;
         Ok(match answer {
             Ok(_) => Release::Released,
             Err(status) if status.code() == Code::NotFound => Release::Nothing,
@@ -283,12 +258,7 @@ impl Upstreams {
             user_id: user.to_string(),
             amount: amount.amount,
             currency: amount.currency.clone(),
-            card: Some(payments::Card {
-                number: card.number.expose().to_owned(),
-                exp_month: card.expiry.month(),
-                exp_year: card.expiry.year(),
-                cvc: card.cvc.expose().to_owned(),
-            }),
+            card: Some(card.to_wire()),
         };
         let reached = AtomicBool::new(false);
         let reply = self
@@ -297,9 +267,7 @@ impl Upstreams {
                 let request = GrpcClient::request(message.clone(), left);
                 let reached = &reached;
                 async move {
-                    let reply = payments::payments_client::PaymentsClient::new(channel)
-                        .authorize(request)
-                        .await;
+                    let reply = PaymentsClient::new(channel).authorize(request).await;
                     if let Err(status) = &reply
                         && may_have_held(status)
                     {
@@ -359,45 +327,24 @@ impl Upstreams {
 
     /// Takes the held amount of `order`.
     pub(crate) async fn capture(&self, order: Uuid) -> Result<(), CallError> {
-        self.payments
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    payments::OrderRef {
-                        order_id: order.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    payments::payments_client::PaymentsClient::new(channel)
-                        .capture(request)
-                        .await
-                        .map(drop)
-                }
-            })
-            .await
+        send(
+            &self.payments,
+            &order_ref(order),
+            |channel, request| async move { PaymentsClient::new(channel).capture(request).await },
+        )
+        .await
+        .map(drop)
     }
 
     /// Lets go of `order`'s authorization.
     pub(crate) async fn void(&self, order: Uuid) -> Result<Void, CallError> {
-        let answer = self
-            .payments
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    payments::OrderRef {
-                        order_id: order.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    answer(
-                        payments::payments_client::PaymentsClient::new(channel)
-                            .void(request)
-                            .await,
-                        &[Code::FailedPrecondition, Code::NotFound],
-                    )
-                }
-            })
-            .await?;
+        let answer = ask(
+            &self.payments,
+            &order_ref(order),
+            REFUSED,
+            |channel, request| async move { PaymentsClient::new(channel).void(request).await },
+        )
+        .await?;
         Ok(match answer {
             Ok(_) => Void::Voided,
             Err(status) if status.code() == Code::NotFound => Void::Nothing,
@@ -407,43 +354,24 @@ impl Upstreams {
 
     /// Gives `order`'s captured amount back.
     pub(crate) async fn refund(&self, order: Uuid) -> Result<(), CallError> {
-        self.payments
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    payments::OrderRef {
-                        order_id: order.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    payments::payments_client::PaymentsClient::new(channel)
-                        .refund(request)
-                        .await
-                        .map(drop)
-                }
-            })
-            .await
+        send(
+            &self.payments,
+            &order_ref(order),
+            |channel, request| async move { PaymentsClient::new(channel).refund(request).await },
+        )
+        .await
+        .map(drop)
     }
 
     /// `user`'s cart lines as `(product_id, quantity)`.
     pub(crate) async fn cart(&self, user: Uuid) -> Result<Vec<(String, i64)>, CallError> {
-        let contents = self
-            .cart
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    cart::GetCartRequest {
-                        user_id: user.to_string(),
-                    },
-                    left,
-                );
-                async move {
-                    cart::cart_client::CartClient::new(channel)
-                        .get_cart(request)
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            })
-            .await?;
+        let request = cart::GetCartRequest {
+            user_id: user.to_string(),
+        };
+        let contents = send(&self.cart, &request, |channel, request| async move {
+            CartClient::new(channel).get_cart(request).await
+        })
+        .await?;
         Ok(contents
             .items
             .into_iter()
@@ -453,30 +381,22 @@ impl Upstreams {
 
     /// Removes `lines` (what an order took) from `user`'s cart.
     pub(crate) async fn clear_cart(&self, user: Uuid, lines: &Lines) -> Result<(), CallError> {
-        let only_items: Vec<cart::Item> = lines
+        let only_items = lines
             .iter()
             .map(|(p, q)| cart::Item {
                 product_id: p.to_string(),
                 quantity: q.get(),
             })
             .collect();
-        self.cart
-            .call(Idempotency::Idempotent, |channel, left| {
-                let request = GrpcClient::request(
-                    cart::ClearCartRequest {
-                        user_id: user.to_string(),
-                        only_items: only_items.clone(),
-                    },
-                    left,
-                );
-                async move {
-                    cart::cart_client::CartClient::new(channel)
-                        .clear_cart(request)
-                        .await
-                        .map(drop)
-                }
-            })
-            .await
+        let request = cart::ClearCartRequest {
+            user_id: user.to_string(),
+            only_items,
+        };
+        send(&self.cart, &request, |channel, request| async move {
+            CartClient::new(channel).clear_cart(request).await
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -501,6 +421,56 @@ fn may_have_held(status: &tonic::Status) -> bool {
             None => return true,
         }
     }
+}
+
+/// What inventory and payments answer when an order's reservation or
+/// payment is not in a state the call can change: a definite answer.
+const REFUSED: &[Code] = &[Code::FailedPrecondition, Code::NotFound];
+
+/// The message naming `order`.
+fn order_ref(order: Uuid) -> payments::OrderRef {
+    payments::OrderRef {
+        order_id: order.to_string(),
+    }
+}
+
+/// One idempotent unary call: `rpc` with `message` (sent again as it is on
+/// each attempt), its reply's message.
+async fn send<M, T, Fut>(
+    client: &GrpcClient,
+    message: &M,
+    rpc: impl Fn(Channel, tonic::Request<M>) -> Fut,
+) -> Result<T, CallError>
+where
+    M: Clone,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    client
+        .call(Idempotency::Idempotent, |channel, left| {
+            let reply = rpc(channel, GrpcClient::request(message.clone(), left));
+            async move { reply.await.map(tonic::Response::into_inner) }
+        })
+        .await
+}
+
+/// [`send`], with the statuses in `answers` returned as the upstream's
+/// definite answer (see [`answer`]).
+async fn ask<M, T, Fut>(
+    client: &GrpcClient,
+    message: &M,
+    answers: &[Code],
+    rpc: impl Fn(Channel, tonic::Request<M>) -> Fut,
+) -> Result<Result<T, tonic::Status>, CallError>
+where
+    M: Clone,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    client
+        .call(Idempotency::Idempotent, |channel, left| {
+            let reply = rpc(channel, GrpcClient::request(message.clone(), left));
+            async move { answer(reply.await, answers) }
+        })
+        .await
 }
 
 /// A reply, with the statuses in `answers` turned into a successful call

@@ -38,9 +38,6 @@ pub(crate) enum Error {
     /// The card processor failed transiently; nothing was recorded.
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
-    /// The token's subject is not a user id.
-    #[error("the token's subject is not a user id")]
-    BadSubject,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -70,9 +67,7 @@ impl Error {
     pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Self::Invalid(_) => Outcome::Invalid,
-            Self::NotFound | Self::AlreadyExists | Self::State { .. } | Self::BadSubject => {
-                Outcome::Refused
-            }
+            Self::NotFound | Self::AlreadyExists | Self::State { .. } => Outcome::Refused,
             Self::Unavailable(_) => Outcome::Unavailable,
             Self::Db(_) | Self::Events(_) => Outcome::Error,
         }
@@ -97,7 +92,6 @@ impl From<Error> for Status {
                     "the card processor is unavailable; nothing was recorded, retry later",
                 )
             }
-            Error::BadSubject => Status::unauthenticated("the caller is not a user"),
             e @ (Error::Db(_) | Error::Events(_)) => {
                 tracing::error!(error = %e, "payments call failed with an internal error");
                 Status::internal("payments failed; it has been logged, retry later")
@@ -118,7 +112,6 @@ impl From<Error> for Problem {
                     "The card processor is unavailable; nothing was recorded. Try again later.",
                 )
             }
-            Error::BadSubject => Problem::unauthorized("The access token does not name a user."),
             Error::Db(e) => Problem::internal(&e),
             Error::Events(e) => Problem::internal(&e),
         }
@@ -166,7 +159,6 @@ mod tests {
         let p = Problem::from(Error::invalid("order_id", "must be a UUID"));
         assert_eq!(p.status, 422);
         assert_eq!(p.errors[0].field, "order_id");
-        assert_eq!(Problem::from(Error::BadSubject).status, 401);
         let p = Problem::from(Error::Db(sqlx::Error::Protocol("SELECT secret".into())));
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("SELECT"));

@@ -8,9 +8,7 @@ use bazaar_proto::payments::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{
-    Amount, Card, CardError, CardNumber, Currency, Cvc, DeclineReason, Expiry, State,
-};
+use crate::domain::{Amount, Card, Currency, DeclineReason, State};
 use crate::error::Error;
 use crate::ledger::{Answer, Authorization, Ledger, Step};
 use crate::metrics::Outcome;
@@ -63,14 +61,6 @@ impl Fields {
         }
         value
     }
-
-    /// A part of the card, or `None` after noting what is wrong with it.
-    fn card<T>(&mut self, part: Result<T, CardError>) -> Option<T> {
-        match part {
-            Ok(value) => Some(value),
-            Err(e) => self.take(None, e.field(), e.message()),
-        }
-    }
 }
 
 /// The request as domain values, or every malformed field.
@@ -98,19 +88,15 @@ fn authorization(request: &pb::AuthorizeRequest) -> Result<Authorization, Error>
     );
     let card = match &request.card {
         None => fields.take(None, "card", "is required"),
-        Some(card) => {
-            let number = fields.card(CardNumber::parse(&card.number));
-            let expiry = fields.card(Expiry::new(card.exp_month, card.exp_year));
-            let cvc = fields.card(Cvc::parse(&card.cvc));
-            match (number, expiry, cvc) {
-                (Some(number), Some(expiry), Some(cvc)) => Some(Card {
-                    number,
-                    expiry,
-                    cvc,
-                }),
-                _ => None,
+        Some(card) => match Card::from_wire(card) {
+            Ok(card) => Some(card),
+            Err(malformed) => {
+                for e in malformed {
+                    fields.take(None::<()>, e.field(), e.message());
+                }
+                None
             }
-        }
+        },
     };
     match (order_id, user_id, amount, currency, card) {
         (Some(order_id), Some(user_id), Some(amount), Some(currency), Some(card)) => {

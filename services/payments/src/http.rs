@@ -8,7 +8,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use bazaar_platform::Json;
 use bazaar_platform::auth::{self, BearerAuth, Verifier};
-use bazaar_platform::problem::{FieldError as FieldErrorBody, Problem as ProblemBody};
+use bazaar_platform::problem::{
+    FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -102,11 +104,11 @@ struct ListParams {
     params(ListParams),
     responses(
         (status = 200, description = "The order's payments if the caller bought it; an empty list otherwise.", body = [PaymentBody]),
-        (status = 401, description = "No valid access token.", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 422, description = "`order_id` is missing or not a UUID.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip_all, fields(user_id = %user.0.sub))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 async fn list(
     State(ledger): State<Ledger>,
     user: auth::User,
@@ -124,7 +126,7 @@ async fn list(
             Uuid::parse_str(raw).map_err(|_| Error::invalid("order_id", "must be a UUID"))?
         }
     };
-    let buyer = Uuid::parse_str(&user.0.sub).map_err(|_| Error::BadSubject)?;
+    let buyer = user.id;
     let payments = ledger.of_user_order(order, buyer).await?;
     Ok(Json(payments.into_iter().map(PaymentBody::from).collect()))
 }

@@ -125,10 +125,14 @@ impl Processor for Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Amount, Currency};
+    use crate::domain::{Amount, CardNumber, Currency, Cvc, Expiry};
 
-    fn card(number: &str, month: u32, year: u32) -> Card {
-        Card::parse(number, month, year, "123").unwrap()
+    fn card(number: &str, month: i64, year: i64) -> Card {
+        Card {
+            number: CardNumber::parse(number).unwrap(),
+            expiry: Expiry::new(month, year).unwrap(),
+            cvc: Cvc::parse("123").unwrap(),
+        }
     }
 
     fn money() -> Money {

@@ -194,7 +194,7 @@ pub(crate) async fn record(
 #[cfg(test)]
 mod tests {
     use bazaar_platform::config::{DatabaseConfig, Secret};
-    use bazaar_platform::db::Db;
+    use bazaar_platform::db::{Db, is_unique_violation};
 
     use super::*;
 
@@ -217,11 +217,6 @@ mod tests {
             dbs.push(db);
         }
         dbs
-    }
-
-    fn is_unique_violation(e: &sqlx::Error) -> bool {
-        e.as_database_error()
-            .is_some_and(|d| d.is_unique_violation())
     }
 
     fn authorized() -> Payment {

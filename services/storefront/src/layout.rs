@@ -3,6 +3,7 @@
 //! templates are Rust, checked when the crate compiles, and every
 //! interpolated value is HTML-escaped.
 
+use bazaar_events::money::Money;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::assets;
@@ -80,7 +81,7 @@ fn header(session: &Session, chrome: &Chrome) -> Markup {
                     @if let Some(user) = &session.user {
                         li { a href="/cart" { "Cart" } }
                         li { a href="/orders" { "Orders" } }
-                        @if user.is_seller() {
+                        @if user.can_sell() {
                             li { a href="/sell" { "Sell" } }
                         }
                         @if user.is_admin() {
@@ -128,9 +129,7 @@ pub fn csrf_field(session: &Session) -> Markup {
 
 /// Money in minor units as text: `12.50 EUR`.
 pub fn money(amount: i64, currency: &str) -> String {
-    let sign = if amount < 0 { "-" } else { "" };
-    let abs = amount.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", abs / 100, abs % 100)
+    Money::new(amount, currency).to_string()
 }
 
 /// Raw, trusted markup (only for constants of this crate).
@@ -148,6 +147,7 @@ mod tests {
         assert_eq!(money(1250, "EUR"), "12.50 EUR");
         assert_eq!(money(5, "USD"), "0.05 USD");
         assert_eq!(money(-199, "EUR"), "-1.99 EUR");
+        assert_eq!(money(1200, "JPY"), "1200 JPY", "no minor unit");
     }
 
     #[test]

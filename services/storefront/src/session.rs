@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bazaar_platform::auth::{AuthError, Claims};
+use bazaar_platform::auth::{self, AuthError, Role};
 use http::request::Parts;
 use http::{HeaderMap, Method, header};
 use serde::Deserialize;
@@ -60,8 +60,8 @@ const REFRESH_CAPACITY: u64 = 100_000;
 pub struct User {
     /// Identity's id of the user.
     pub id: String,
-    /// `customer`, `seller` or `admin`.
-    pub role: String,
+    /// What the user may do.
+    pub role: Role,
     /// The display name given at sign-in.
     pub name: String,
     /// The access token, passed on to the backend services.
@@ -69,14 +69,15 @@ pub struct User {
 }
 
 impl User {
-    /// Whether the user may sell.
-    pub fn is_seller(&self) -> bool {
-        self.role == "seller" || self.role == "admin"
+    /// Whether the user may sell: sellers only, as catalog decides (an
+    /// admin operates the shop, it does not sell).
+    pub fn can_sell(&self) -> bool {
+        self.role == Role::Seller
     }
 
     /// Whether the user may see the ops console.
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 }
 
@@ -282,14 +283,14 @@ async fn user(
     name: String,
     jar: CookieJar,
 ) -> (Option<User>, CookieJar) {
-    let from = |token: String, claims: Claims, name: String| User {
-        id: claims.sub,
-        role: claims.role,
+    let from = |token: String, user: auth::User, name: String| User {
+        id: user.id.to_string(),
+        role: user.role,
         name,
         token,
     };
     if let Some(token) = access {
-        match app.verifier.verify(&token).await {
+        match verified(app, &token).await {
             Ok(claims) => return (Some(from(token, claims, name)), jar),
             Err(AuthError::Expired) => {}
             Err(AuthError::Keys(error)) => {
@@ -305,7 +306,7 @@ async fn user(
         return (None, jar);
     };
     match app.refresher.refresh(app, &refresh).await {
-        Some(tokens) => match app.verifier.verify(&tokens.access_token).await {
+        Some(tokens) => match verified(app, &tokens.access_token).await {
             Ok(claims) => {
                 let jar = sign_in(app, jar, &tokens, &name);
                 (Some(from(tokens.access_token, claims, name)), jar)
@@ -314,6 +315,12 @@ async fn user(
         },
         None => (None, sign_out(app, jar)),
     }
+}
+
+/// The user a token names, once verified.
+async fn verified(app: &App, token: &str) -> Result<auth::User, AuthError> {
+    let claims = app.verifier.verify(token).await?;
+    auth::User::from_claims(&claims)
 }
 
 fn safe(method: &Method) -> bool {

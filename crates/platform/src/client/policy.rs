@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use bazaar_bus::backoff::Backoff;
+
 use super::BreakerPolicy;
 
 /// Deadline, retry, breaker and concurrency settings for calls to one upstream service.
@@ -43,22 +45,14 @@ impl Policy {
     /// The longest wait before retry number `retry` (0 for the first):
     /// `backoff_base · 2^retry`, capped at `backoff_max`.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.backoff_base
-            .saturating_mul(factor)
-            .min(self.backoff_max)
+        Backoff::new(self.backoff_base, self.backoff_max).delay(retry)
     }
 
     /// The wait before retry number `retry`: uniform in `[0, ceiling]` ("full
     /// jitter"), so clients that failed together do not retry together.
     pub fn backoff(&self, retry: u32) -> Duration {
-        jitter(self.backoff_ceiling(retry), &mut fastrand::Rng::new())
+        Backoff::new(self.backoff_base, self.backoff_max).jittered(retry)
     }
-}
-
-fn jitter(ceiling: Duration, rng: &mut fastrand::Rng) -> Duration {
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rng.u64(0..=nanos))
 }
 
 #[cfg(test)]
@@ -94,34 +88,5 @@ mod tests {
             Duration::from_secs(1),
             "no overflow"
         );
-    }
-
-    #[test]
-    fn full_jitter_stays_within_bounds_and_spreads() {
-        let policy = Policy::default();
-        for retry in 0..6 {
-            let ceiling = policy.backoff_ceiling(retry);
-            let samples: Vec<Duration> = (0..2_000).map(|_| policy.backoff(retry)).collect();
-            assert!(
-                samples.iter().all(|d| *d <= ceiling),
-                "retry {retry} over {ceiling:?}"
-            );
-            // Full jitter reaches both halves of the range; a fixed or halved
-            // ("equal jitter") backoff would not.
-            assert!(
-                samples.iter().any(|d| *d < ceiling / 4),
-                "retry {retry}: nothing low"
-            );
-            assert!(
-                samples.iter().any(|d| *d > ceiling * 3 / 4),
-                "retry {retry}: nothing high"
-            );
-        }
-    }
-
-    #[test]
-    fn jitter_of_zero_is_zero() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        assert_eq!(jitter(Duration::ZERO, &mut rng), Duration::ZERO);
     }
 }

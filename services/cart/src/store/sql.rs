@@ -30,12 +30,8 @@ impl SqlStore {
     }
 }
 
-/// Milliseconds since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Milliseconds since the epoch, from the system clock.
+use bazaar_platform::clock::now_ms;
 
 fn line(row: &AnyRow) -> Result<Line, StoreError> {
     let product: String = row.try_get(0)?;

@@ -8,7 +8,7 @@ use prost::Message as _;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{Tuned, apps, apps_of};
+use crate::support::{Standard, Tuned, apps, apps_of, apps_on_manual_clocks};
 
 fn state(r: &pb::Reservation) -> pb::ReservationState {
     pb::ReservationState::try_from(r.state).expect("a known state")
@@ -241,18 +241,23 @@ async fn forgotten_reservations_expire() {
 
 #[tokio::test]
 async fn committing_after_expiry_is_refused_even_before_the_sweeper() {
-    // Held 300 ms; the sweeper runs every 75 ms, so race it with a commit
-    // right after expiry: either way the commit is refused and the units
-    // are back.
-    for app in apps_of::<Tuned<300>>().await {
+    // Held 10 minutes, swept every 30 s of real time: moving inventory's
+    // clock past the expiry and committing at once is surely before the
+    // sweeper; the commit is refused and the units are back.
+    for app in apps_on_manual_clocks::<Standard>().await {
         let seller = app.user("seller").await;
         let product = app.product(&seller, 4).await;
-        let order = Uuid::now_v7();
-        app.reserve(order, &[(product, 4)]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        let status = app.commit(order).await.unwrap_err();
+        let (early, late) = (Uuid::now_v7(), Uuid::now_v7());
+        app.reserve(early, &[(product, 2)]).await.unwrap();
+        app.reserve(late, &[(product, 2)]).await.unwrap();
+        app.config.clock.advance(Duration::from_secs(599));
+        app.commit(early)
+            .await
+            .expect("held until the tenth minute");
+        app.config.clock.advance(Duration::from_secs(1));
+        let status = app.commit(late).await.unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-        assert_eq!(app.stock(product).await, (4, 0), "{}", app.on());
+        assert_eq!(app.stock(product).await, (2, 0), "{}", app.on());
         app.stop().await;
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bazaar_bus::Envelope;
 use bazaar_events::catalog::{ProductCreated, ProductDeleted};
+use bazaar_platform::clock::Clock;
 use bazaar_platform::config::Config;
 use bazaar_platform::db::Migrations;
 use bazaar_platform::server::{Context, Routes, Service};
@@ -67,11 +68,27 @@ pub async fn apps_of<S: Service>() -> Vec<App> {
     apps
 }
 
+/// One inventory `S` per engine, each on a manual clock of its own
+/// (`app.config.clock`), so a test moves time instead of sleeping.
+pub async fn apps_on_manual_clocks<S: Service>() -> Vec<App> {
+    let mut apps = Vec::new();
+    for engine in bazaar_testkit::engines() {
+        apps.push(spawn_on::<S>(engine, Clock::manual()).await);
+    }
+    apps
+}
+
 /// A fresh identity and inventory `S` on `engine`, sharing an event log.
 pub async fn spawn<S: Service>(engine: Engine) -> App {
+    spawn_on::<S>(engine, Clock::system()).await
+}
+
+/// [`spawn`], with inventory reading "now" from `clock`.
+pub async fn spawn_on<S: Service>(engine: Engine, clock: Clock) -> App {
     let dir = tempfile::tempdir().expect("temporary directory");
     let identity = bazaar_testkit::identity(dir.path()).await;
     let mut config = bazaar_testkit::config("inventory", dir.path(), &engine);
+    config.clock = clock;
     bazaar_testkit::upstream(&mut config, "identity", &identity);
     let inventory = bazaar_testkit::start::<S>(config.clone()).await;
     let grpc = InventoryClient::connect(inventory.base.clone())

@@ -88,7 +88,7 @@ async fn other_cards_approve_when_valid_and_are_declined_when_not() {
         assert_eq!(p.decline_reason(), pb::DeclineReason::InvalidCard);
 
         // Expired: even the approving test card.
-        for (month, year) in [(1, 2020), (12, 24)] {
+        for (month, year) in [(1, 2020), (12, 2024)] {
             let mut r = request(Uuid::now_v7(), user, 100, APPROVED);
             let card = r.card.as_mut().unwrap();
             card.exp_month = month;
@@ -128,6 +128,7 @@ async fn malformed_requests_are_invalid_arguments_and_record_nothing() {
             }),
             ("month 0", |r| r.card.as_mut().unwrap().exp_month = 0),
             ("month 13", |r| r.card.as_mut().unwrap().exp_month = 13),
+            ("two-digit year", |r| r.card.as_mut().unwrap().exp_year = 30),
             ("cvc of 2", |r| r.card.as_mut().unwrap().cvc = "12".into()),
             ("cvc of 5", |r| {
                 r.card.as_mut().unwrap().cvc = "12345".into()
@@ -165,7 +166,7 @@ async fn malformed_requests_are_invalid_arguments_and_record_nothing() {
                 .await,
             0
         );
-        assert_eq!(app.counted("authorize", "invalid").await, 17.0);
+        assert_eq!(app.counted("authorize", "invalid").await, 18.0);
         // The same order with a good request still works.
         let p = app.authorize_with(good()).await.unwrap();
         assert_eq!(state(&p), pb::PaymentState::Authorized, "{on}");

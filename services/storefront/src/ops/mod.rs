@@ -14,6 +14,7 @@ mod metrics;
 mod stats;
 mod view;
 
+use bazaar_events::money::Money;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -324,12 +325,6 @@ struct Order {
     created_at: String,
     /// `None` when the list leaves timelines out.
     timeline: Option<Vec<Step>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Money {
-    amount: i64,
-    currency: String,
 }
 
 /// One step of an order's saga.

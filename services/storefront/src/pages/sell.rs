@@ -22,7 +22,7 @@ const CURRENCIES: &[&str] = &["EUR", "USD", "GBP", "CHF", "SEK", "PLN", "JPY"];
 /// The signed-in seller, or the 403 page for anyone else.
 fn seller<'a>(session: &'a Session, back: &str) -> Result<&'a User, PageError> {
     let user = session.require(back)?;
-    if user.is_seller() {
+    if user.can_sell() {
         Ok(user)
     } else {
         Err(PageError::Forbidden(
@@ -290,7 +290,7 @@ async fn own_product(
             f.into()
         }
     })?;
-    if product.seller_id != user.id && !user.is_admin() {
+    if product.seller_id != user.id {
         return Err(PageError::Forbidden(
             "This product is another seller's.".to_owned(),
         ));

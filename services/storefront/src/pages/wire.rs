@@ -28,13 +28,7 @@ fn one() -> i64 {
 }
 
 /// An amount of money in minor units.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Money {
-    /// Minor units (cents).
-    pub amount: i64,
-    /// ISO 4217.
-    pub currency: String,
-}
+pub use bazaar_events::money::Money;
 
 /// A product on sale.
 #[derive(Debug, Clone, Deserialize)]
