@@ -96,6 +96,21 @@ pub const VARS: &[Var] = &[
         help: "Threads of the process's async runtime, 1 to 256. `bazaar up` gives its children 1 unless its own environment sets this: a fleet on one machine is many processes sharing its cores, and a thread waking another costs more than it saves there.",
     },
     Var {
+        name: "BAZAAR_HEADER_READ_TIMEOUT",
+        default: "10s",
+        help: "How long a client has to send a request's line and headers, and how long an HTTP/1 connection may sit idle between requests; then it is closed.",
+    },
+    Var {
+        name: "BAZAAR_BODY_READ_TIMEOUT",
+        default: "30s",
+        help: "Longest wait for the next piece of a request body; a body that stalls longer is refused.",
+    },
+    Var {
+        name: "BAZAAR_MAX_CONNECTIONS",
+        default: "10000",
+        help: "Connections one listener serves at once (1 to 1000000); further clients wait in the kernel's backlog until one closes.",
+    },
+    Var {
         name: "BAZAAR_SHUTDOWN_TIMEOUT",
         default: "10s",
         help: "How long in-flight requests may drain after SIGTERM before the process exits.",
@@ -209,6 +224,8 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// Drain time on shutdown.
     pub shutdown_timeout: Duration,
+    /// What one client connection may take: see [`ConnectionLimits`].
+    pub limits: ConnectionLimits,
     /// Shut down when stdin closes.
     pub exit_on_stdin_close: bool,
     /// OTLP endpoint for spans.
@@ -219,6 +236,29 @@ pub struct Config {
     /// Where the service reads "now" for decisions that depend on elapsed
     /// time: the system clock, a manual one in tests.
     pub clock: Clock,
+}
+
+/// What one client connection may take, so a slow or silent client cannot
+/// hold the server's sockets or memory (slowloris).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's line and headers must arrive within this, and an HTTP/1
+    /// connection may idle this long between requests.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// A configuration value that cannot be used.
@@ -645,6 +685,18 @@ impl Config {
             |v| v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)),
         )?;
         let shutdown_timeout = env.duration("BAZAAR_SHUTDOWN_TIMEOUT", Duration::from_secs(10))?;
+        let defaults = ConnectionLimits::default();
+        let limits = ConnectionLimits {
+            header_read_timeout: env
+                .positive_duration("BAZAAR_HEADER_READ_TIMEOUT", defaults.header_read_timeout)?,
+            body_read_timeout: env
+                .positive_duration("BAZAAR_BODY_READ_TIMEOUT", defaults.body_read_timeout)?,
+            max_connections: env.number(
+                "BAZAAR_MAX_CONNECTIONS",
+                defaults.max_connections,
+                1..=1_000_000,
+            )?,
+        };
         let exit_on_stdin_close = env.flag("BAZAAR_EXIT_ON_STDIN_CLOSE", false)?;
         let otlp_endpoint = env
             .get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -670,6 +722,7 @@ impl Config {
             log_format,
             worker_threads,
             shutdown_timeout,
+            limits,
             exit_on_stdin_close,
             otlp_endpoint,
             env,
@@ -697,6 +750,7 @@ impl Config {
             log_format: LogFormat::Pretty,
             worker_threads: None,
             shutdown_timeout: Duration::from_secs(5),
+            limits: ConnectionLimits::default(),
             exit_on_stdin_close: false,
             otlp_endpoint: None,
             // Services under test read their own settings as in a process.

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod listen;
 pub mod metrics;
 pub mod problem;
 pub mod ready;

@@ -135,30 +135,79 @@ pub async fn handler(State(metrics): State<Metrics>) -> impl IntoResponse {
 
 /// Route label for a request: the matched template, or the gRPC method path
 /// (bounded by the services registered), or `unmatched`.
-fn route_of(req: &Request) -> String {
+fn route_of(req: &Request) -> Route {
     let grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     match req.extensions().get::<MatchedPath>() {
-        // A gRPC path names a method of a registered service: bounded.
-        Some(p) if grpc && p.as_str().ends_with("/{*rest}") => req.uri().path().to_owned(),
-        Some(p) => p.as_str().to_owned(),
-        None => "unmatched".to_owned(),
+        // A gRPC path names a method of a registered service; whether the
+        // service has it is known only from its answer.
+        Some(p) if grpc && p.as_str().ends_with("/{*rest}") => Route::Grpc {
+            template: p.as_str().to_owned(),
+            method: req.uri().path().to_owned(),
+        },
+        Some(p) => Route::Known(p.as_str().to_owned()),
+        None => Route::Known("unmatched".to_owned()),
+    }
+}
+
+/// What a request is labelled by: a route template, never a raw path a
+/// client chose (that would let anyone grow `/metrics` without bound).
+enum Route {
+    /// A route template (or `unmatched`).
+    Known(String),
+    /// A gRPC call: the method's path once the service answered it as its
+    /// own, else the service's template.
+    Grpc { template: String, method: String },
+}
+
+impl Route {
+    /// The label while the request runs.
+    fn pending(&self) -> &str {
+        match self {
+            Self::Known(route)
+            | Self::Grpc {
+                template: route, ..
+            } => route,
+        }
+    }
+
+    /// The label once `response` is known: a gRPC method the service does
+    /// not have (UNIMPLEMENTED, code 12) keeps the template.
+    fn answered(self, response: &Response) -> String {
+        match self {
+            Self::Known(route) => route,
+            Self::Grpc { template, method } => {
+                let unimplemented = response
+                    .headers()
+                    .get("grpc-status")
+                    .is_some_and(|code| code.as_bytes() == b"12");
+                if unimplemented { template } else { method }
+            }
+        }
     }
 }
 
 /// Middleware recording count, errors, latency and in-flight per route.
 pub async fn record(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let labels = RouteLabels {
-        method: req.method().as_str().to_owned(),
-        route: route_of(&req),
-    };
-    let gauge = metrics.in_flight.get_or_create(&labels).clone();
+    let route = route_of(&req);
+    let method = req.method().as_str().to_owned();
+    let gauge = metrics
+        .in_flight
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.pending().to_owned(),
+        })
+        .clone();
     gauge.inc();
     let started = Instant::now();
     let response = next.run(req).await;
     gauge.dec();
+    let labels = RouteLabels {
+        method,
+        route: route.answered(&response),
+    };
     metrics
         .latency
         .get_or_create(&labels)

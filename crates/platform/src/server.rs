@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tonic::server::NamedService;
 use tower::ServiceExt as _;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use url::Url;
@@ -386,6 +387,9 @@ impl Server {
             .fallback(problem::not_found_fallback)
             .method_not_allowed_fallback(problem::method_not_allowed_fallback)
             .layer(DefaultBodyLimit::max(routes.body_limit))
+            .layer(RequestBodyTimeoutLayer::new(
+                config.limits.body_read_timeout,
+            ))
             .layer(CatchPanicLayer::custom(answer_panic))
             .layer(from_fn_with_state(metrics, metrics::record))
             .layer(from_fn(trace_request));
@@ -490,21 +494,20 @@ impl Server {
             }
         }
 
-        let serving = futures_util::future::try_join_all(listeners.into_iter().map(|listener| {
-            axum::serve(
+        let serving = futures_util::future::join_all(listeners.into_iter().map(|listener| {
+            crate::listen::serve(
                 listener,
-                app.clone()
-                    .into_make_service_with_connect_info::<SocketAddr>(),
+                app.clone(),
+                config.limits,
+                stopped(stop_rx.clone()),
             )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future()
         }));
         let drain_deadline = async {
             stopped(stop_rx.clone()).await;
             tokio::time::sleep(config.shutdown_timeout).await;
         };
         tokio::select! {
-            result = serving => { result.context("the server failed")?; }
+            _ = serving => {}
             () = drain_deadline => {
                 tracing::warn!(timeout = ?config.shutdown_timeout, "in-flight requests did not finish in time; exiting anyway");
             }

@@ -12,6 +12,7 @@ use bazaar_platform::server::{Context, Routes, Server, Service};
 use serde_json::Value;
 use sqlx::Row;
 
+mod edge;
 mod hooks;
 
 static MIGRATIONS: Migrations = Migrations {
