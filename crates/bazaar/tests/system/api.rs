@@ -198,13 +198,30 @@ impl<'a> Api<'a> {
     }
 
     /// Polls `user`'s order `id` until it is no longer pending; answers it.
+    /// A saga that never ends shows its timeline in the failure.
     pub async fn settled(&self, user: &User, id: &str) -> Value {
         let path = format!("/api/v1/orders/{id}");
-        self.until(&format!("order {id} settles"), || async {
-            let order = self.get(&path, Some(user)).await;
-            (order["status"] != "pending").then_some(order)
+        let last = std::sync::Mutex::new(Value::Null);
+        let what = format!("order {id} settles");
+        let found = tokio::time::timeout(EVENTUALLY, async {
+            loop {
+                let order = self.get(&path, Some(user)).await;
+                if order["status"] != "pending" {
+                    return order;
+                }
+                *last.lock().unwrap() = order;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         })
-        .await
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "{what}: not within {}s; the order as last read:\n{:#}\nfleet output:\n{}",
+                EVENTUALLY.as_secs(),
+                last.lock().unwrap(),
+                self.fleet.output()
+            )
+        })
     }
 
     /// The payments of `user`'s order `id`.
