@@ -45,6 +45,11 @@ use bazaar_bus::metrics::BusMetrics;
 use bazaar_bus::outbox::{Relay, RelayOptions};
 use std::sync::Arc;
 
+/// The header in which the gateway tells a service its client's address
+/// (as the gateway decided it, `X-Forwarded-For` from trusted proxies
+/// included); the gateway overwrites whatever a client sent in it.
+pub const CLIENT_ADDRESS: &str = "x-bazaar-client-address";
+
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 

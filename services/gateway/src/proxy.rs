@@ -78,6 +78,7 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     };
 
     let forwarded_for = crate::edge::forwarded_for(&req, &state.trusted);
+    let client = crate::edge::client_ip(&req, &state.trusted);
     let (parts, body) = req.into_parts();
     let too_large = || {
         Problem::payload_too_large(format!(
@@ -113,6 +114,9 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
         headers.insert("x-forwarded-for", chain);
     }
     headers.insert("x-forwarded-proto", http::HeaderValue::from_static("http"));
+    if let Ok(client) = http::HeaderValue::from_str(&client.to_string()) {
+        headers.insert(bazaar_platform::server::CLIENT_ADDRESS, client);
+    }
     // The gateway's own span becomes the upstream's parent.
     bazaar_platform::telemetry::inject_http(&mut headers);
     let path_and_query = parts

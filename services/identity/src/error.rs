@@ -21,6 +21,10 @@ pub(crate) enum Error {
     /// Unknown e-mail or wrong password; deliberately not saying which.
     #[error("bad credentials")]
     BadCredentials,
+    /// Too many failed sign-ins for the account or from the address; try
+    /// again after this many seconds.
+    #[error("sign-ins throttled")]
+    Throttled(i64),
     /// A refresh token that is unknown, expired, used or revoked.
     #[error("refresh token refused")]
     BadRefreshToken,
@@ -56,6 +60,11 @@ impl From<Error> for Problem {
                 "An account with this e-mail address exists already; sign in instead.",
             )
             .with_kind("email-taken", "E-mail address taken"),
+            Error::Throttled(_) => Problem::new(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins; wait before trying again (see Retry-After).",
+            )
+            .with_kind("too-many-sign-ins", "Too many failed sign-ins"),
             Error::BadCredentials => {
                 Problem::unauthorized("The e-mail address or the password is wrong.")
                     .with_kind("invalid-credentials", "Invalid credentials")
@@ -82,6 +91,16 @@ impl From<Error> for Problem {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        Problem::from(self).into_response()
+        let retry_after = match &self {
+            Error::Throttled(seconds) => Some((*seconds).max(1)),
+            _ => None,
+        };
+        let mut response = Problem::from(self).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -6,12 +6,13 @@
 use bazaar_platform::problem::{
     FieldError as FieldErrorBody, Problem as ProblemBody, Unauthorized,
 };
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
@@ -31,6 +32,7 @@ use crate::error::Error;
 use crate::metrics::IdentityMetrics;
 use crate::password::{Hasher, Verified};
 use crate::store;
+use crate::throttle;
 use crate::tokens::{ACCESS_TTL_SECONDS, RefreshToken, access_claims, hash_refresh};
 
 /// What every handler shares.
@@ -52,6 +54,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/auth/register", post(register))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
         .route(auth::JWKS_PATH, get(jwks))
         .route("/api/v1/users/me", get(me))
         .route(
@@ -73,7 +76,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
         title = "Bazaar identity",
         description = "Accounts, sign-in, access and refresh tokens, follows of sellers."
     ),
-    paths(register, login, refresh, jwks, me, follow, unfollow),
+    paths(register, login, refresh, logout, jwks, me, follow, unfollow),
     components(schemas(ProblemBody, FieldErrorBody, JwksBody, JwkBody)),
     modifiers(&BearerAuth),
     tags((name = "identity", description = "Who is who, and who follows which seller."))
@@ -316,17 +319,28 @@ async fn register(
     responses(
         (status = 200, description = "Signed in.", body = TokenBody),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both).", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for this account (5) or from this address (20) within 15 minutes; `Retry-After` says when to try again.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Json(body): Json<LoginRequest>,
 ) -> Result<impl IntoResponse, Error> {
+    let email = Email::parse(&body.email).ok();
+    let keys = throttle::Keys::new(email.as_ref(), &headers, peer.map(|Extension(c)| c));
+    let now = auth::now_seconds();
+    // Before any hashing: a throttled guess costs a lookup, not a core.
+    if let Some(wait) = throttle::wait(&state.db, &keys, now).await? {
+        state.metrics.sign_ins.inc("throttled");
+        return Err(Error::Throttled(wait));
+    }
     // A malformed address has no account; it still costs one verification.
-    let found = match Email::parse(&body.email) {
-        Ok(email) => store::credentials(state.db.pool(), &email).await?,
-        Err(_) => None,
+    let found = match &email {
+        Some(email) => store::credentials(state.db.pool(), email).await?,
+        None => None,
     };
     let (user, stored) = found.unzip();
     let verified = state.hasher.verify(body.password.clone(), stored).await?;
@@ -335,9 +349,11 @@ async fn login(
         _ => {
             state.metrics.sign_ins.inc("refused");
             tracing::debug!("sign-in refused");
+            throttle::failed(&state.db, &keys, now).await?;
             return Err(Error::BadCredentials);
         }
     };
+    throttle::succeeded(&state.db, &keys).await?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     if verified == Verified::YesRehash {
         upgrade_hash(&state, user.id, body.password).await;
@@ -408,6 +424,26 @@ async fn refresh(
             Err(Error::BadRefreshToken)
         }
     }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "identity",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Signed out: no refresh token of this sign-in works any more (also when it did not before). Access tokens already issued expire on their own, within 15 minutes."),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> Result<StatusCode, Error> {
+    let hash = hash_refresh(body.refresh_token.trim());
+    let revoked = store::revoke_sign_in(state.db.writer(), &hash, auth::now_seconds()).await?;
+    tracing::debug!(revoked, "signed out");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A new access token and a new refresh token of `family` for `user`.

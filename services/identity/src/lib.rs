@@ -61,6 +61,7 @@ mod keys;
 mod metrics;
 mod password;
 mod store;
+pub mod throttle;
 mod tokens;
 
 use std::sync::Arc;

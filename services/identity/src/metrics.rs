@@ -19,7 +19,7 @@ impl Outcomes {
 /// The counters identity keeps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdentityMetrics {
-    /// `identity_sign_ins_total{outcome="ok"|"refused"}`.
+    /// `identity_sign_ins_total{outcome="ok"|"refused"|"throttled"}`.
     pub(crate) sign_ins: Outcomes,
     /// `identity_refreshes_total{outcome="rotated"|"replayed"|"refused"}`;
     /// `replayed` means a refresh token was stolen or leaked.

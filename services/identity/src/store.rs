@@ -241,6 +241,24 @@ pub(crate) async fn redeem_refresh(
 }
 
 /// Whether `id` is a user with the seller role.
+/// Revokes every refresh token of the sign-in `token_hash` belongs to
+/// (logout); how many were still good.
+pub(crate) async fn revoke_sign_in(
+    writer: &AnyPool,
+    token_hash: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL \
+         AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(writer)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 pub(crate) async fn is_seller(pool: &AnyPool, id: Uuid) -> Result<bool, sqlx::Error> {
     let row = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND role = $2")
         .bind(id.to_string())

@@ -17,4 +17,5 @@ mod identity;
 mod inventory;
 mod lifecycle;
 mod notifications;
+mod security;
 mod storefront;

@@ -8,4 +8,5 @@ mod accounts;
 mod admin;
 mod follows;
 mod startup;
+mod throttle;
 mod tokens;

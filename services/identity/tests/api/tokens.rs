@@ -152,3 +152,43 @@ async fn openapi_describes_every_endpoint() {
         );
     }
 }
+
+#[tokio::test]
+async fn logout_ends_that_sign_in_and_no_other() {
+    for app in apps().await {
+        let (_, first) = app.user("customer").await;
+        // The same account signed in elsewhere too, and refreshed once there.
+        let me = app
+            .call(Method::GET, "/api/v1/users/me", Some(&first.access_token))
+            .await;
+        let email = me.json::<Value>().await.expect("me")["email"]
+            .as_str()
+            .expect("email")
+            .to_owned();
+        let second = app.login(&email, "password123").await;
+        let rotated: Tokens = app
+            .refresh(&first.refresh_token)
+            .await
+            .json()
+            .await
+            .expect("rotated tokens");
+
+        let body = serde_json::json!({"refresh_token": rotated.refresh_token});
+        let res = app.post("/api/v1/auth/logout", &body).await;
+        assert_eq!(res.status(), 204, "on {}", app.on());
+        // Neither the newest token of that sign-in nor an older one works.
+        problem(app.refresh(&rotated.refresh_token).await, 401).await;
+        problem(app.refresh(&first.refresh_token).await, 401).await;
+        // Logging out again, or with a token nobody issued, changes nothing.
+        let res = app.post("/api/v1/auth/logout", &body).await;
+        assert_eq!(res.status(), 204);
+        let unknown = serde_json::json!({"refresh_token": "x".repeat(43)});
+        assert_eq!(
+            app.post("/api/v1/auth/logout", &unknown).await.status(),
+            204
+        );
+        // The other sign-in goes on.
+        let res = app.refresh(&second.refresh_token).await;
+        assert_eq!(res.status(), 200, "on {}", app.on());
+    }
+}

@@ -245,7 +245,22 @@ fn login_page(session: &Session, form: &LoginForm, errors: &Errors) -> Markup {
 }
 
 /// `POST /logout`.
-pub async fn logout(State(app): State<App>, CsrfForm(_): CsrfForm<NoFields>) -> Response {
+/// The sign-in ends at identity too (its refresh tokens stop working), so
+/// a copied cookie is worth nothing after it; the cookies go either way.
+pub async fn logout(
+    State(app): State<App>,
+    jar: CookieJar,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Response {
+    if let Some(refresh) = jar.get(session::REFRESH_COOKIE) {
+        let call = app
+            .backend
+            .call("identity", Method::POST, "/api/v1/auth/logout")
+            .json(&serde_json::json!({ "refresh_token": refresh.value() }));
+        if let Err(error) = app.backend.empty(call).await {
+            tracing::warn!(%error, "cannot end the sign-in at identity; its cookies are cleared anyway");
+        }
+    }
     let jar = session::sign_out(&app, CookieJar::new());
     (jar, Redirect::to("/")).into_response()
 }
