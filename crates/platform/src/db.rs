@@ -139,13 +139,31 @@ impl Db {
     }
 
     /// Runs the migrations for this engine that have not run yet.
+    ///
+    /// On PostgreSQL sqlx holds an advisory lock while it migrates. SQLite
+    /// has no such lock, so replicas sharing one file that start together
+    /// can both try a migration; the loser's transaction rolls back and it
+    /// tries again, finding the migration applied.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
         let migrator = match self.kind {
             DbKind::Sqlite => &migrations.sqlite,
             DbKind::Postgres => &migrations.postgres,
         };
-        migrator.run(&self.writer).await?;
-        Ok(())
+        let mut tries = 0;
+        loop {
+            match migrator.run(&self.writer).await {
+                Ok(()) => return Ok(()),
+                Err(
+                    sqlx::migrate::MigrateError::Execute(error)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(error, _),
+                ) if self.kind == DbKind::Sqlite && tries < 10 => {
+                    tries += 1;
+                    tracing::info!(%error, tries, "A migration failed, as when a replica sharing this file migrates at once; trying again.");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// The connection pool.
@@ -278,6 +296,21 @@ mod tests {
             Err(_) => eprintln!("PostgreSQL part skipped: BAZAAR_TEST_POSTGRES_URL is unset"),
         }
         dbs
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_a_sqlite_file_migrate_at_once() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let file = DatabaseConfig::Sqlite(dir.path().join(format!("shared-{round}.db")));
+            let (a, b) = (
+                Db::connect(&file).await.unwrap(),
+                Db::connect(&file).await.unwrap(),
+            );
+            let (first, second) = tokio::join!(a.migrate(&MIGRATIONS), b.migrate(&MIGRATIONS));
+            first.unwrap();
+            second.unwrap();
+        }
     }
 
     #[tokio::test]
