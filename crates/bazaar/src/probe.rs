@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use url::Url;
 
-use crate::up::probe::get_status;
+use bazaar_platform::probe::get_status;
 
 /// Arguments of `bazaar probe`.
 #[derive(Debug, Args)]

@@ -111,6 +111,21 @@ pub const VARS: &[Var] = &[
         help: "Connections one listener serves at once (1 to 1000000); further clients wait in the kernel's backlog until one closes.",
     },
     Var {
+        name: "BAZAAR_CALL_READ_DEADLINE",
+        default: "3s",
+        help: "How long a read (GET, HEAD) made for a waiting client may take in all, retries included: the gateway's proxied reads and the storefront's calls. Then the client gets a 504 problem.",
+    },
+    Var {
+        name: "BAZAAR_CALL_READ_ATTEMPT",
+        default: "1s",
+        help: "How long one attempt of such a read may take before another instance is tried, so a hung instance costs a read this much, not its whole deadline.",
+    },
+    Var {
+        name: "BAZAAR_CALL_WRITE_DEADLINE",
+        default: "10s",
+        help: "How long a write (POST, PUT, PATCH, DELETE) made for a waiting client may take in all.",
+    },
+    Var {
         name: "BAZAAR_SHUTDOWN_TIMEOUT",
         default: "10s",
         help: "How long in-flight requests may drain after SIGTERM before the process exits.",
@@ -226,6 +241,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// What one client connection may take: see [`ConnectionLimits`].
     pub limits: ConnectionLimits,
+    /// Deadlines of calls made while a client waits (reads and writes).
+    pub calls: crate::client::Deadlines,
     /// Shut down when stdin closes.
     pub exit_on_stdin_close: bool,
     /// OTLP endpoint for spans.
@@ -697,6 +714,15 @@ impl Config {
                 1..=1_000_000,
             )?,
         };
+        let calls = {
+            let defaults = crate::client::Deadlines::default();
+            crate::client::Deadlines {
+                read: env.positive_duration("BAZAAR_CALL_READ_DEADLINE", defaults.read)?,
+                read_attempt: env
+                    .positive_duration("BAZAAR_CALL_READ_ATTEMPT", defaults.read_attempt)?,
+                write: env.positive_duration("BAZAAR_CALL_WRITE_DEADLINE", defaults.write)?,
+            }
+        };
         let exit_on_stdin_close = env.flag("BAZAAR_EXIT_ON_STDIN_CLOSE", false)?;
         let otlp_endpoint = env
             .get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -723,6 +749,7 @@ impl Config {
             worker_threads,
             shutdown_timeout,
             limits,
+            calls,
             exit_on_stdin_close,
             otlp_endpoint,
             env,
@@ -751,6 +778,7 @@ impl Config {
             worker_threads: None,
             shutdown_timeout: Duration::from_secs(5),
             limits: ConnectionLimits::default(),
+            calls: crate::client::Deadlines::default(),
             exit_on_stdin_close: false,
             otlp_endpoint: None,
             // Services under test read their own settings as in a process.

@@ -11,6 +11,7 @@ pub mod db;
 pub mod events;
 pub mod listen;
 pub mod metrics;
+pub mod probe;
 pub mod problem;
 pub mod ready;
 pub mod server;

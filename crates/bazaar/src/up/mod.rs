@@ -9,7 +9,6 @@
 pub mod admin;
 pub mod output;
 pub mod plan;
-pub mod probe;
 pub mod supervise;
 
 use std::collections::BTreeMap;
@@ -28,6 +27,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::cli::UpArgs;
 use crate::registry::SERVICES;
+use bazaar_platform::probe;
 use output::Output;
 use plan::{LOOPBACK, Options, Plan};
 use supervise::{Phase, supervise};

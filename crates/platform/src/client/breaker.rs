@@ -1,5 +1,10 @@
-//! The per-endpoint circuit breaker: a pure state machine over `tokio::time::Instant`,
-//! so tests drive it with paused time.
+//! The per-endpoint circuit breaker (passive outlier ejection): a pure state
+//! machine over `tokio::time::Instant`, so tests drive it with paused time.
+//!
+//! Consecutive failures eject an endpoint for [`BreakerPolicy::open_for`];
+//! each failed probe after that doubles the ejection, up to
+//! [`BreakerPolicy::open_max`]. A good probe, or an active health check that
+//! sees the endpoint ready again ([`Breaker::readmit`]), closes it at once.
 
 use std::time::Duration;
 
@@ -10,16 +15,30 @@ use tokio::time::Instant;
 pub struct BreakerPolicy {
     /// Consecutive failures that open the breaker.
     pub failures: u32,
-    /// How long an open breaker rejects calls before admitting one probe.
+    /// How long a breaker that just opened rejects calls before admitting
+    /// one probe.
     pub open_for: Duration,
+    /// Cap on the open period, which doubles with every failed probe.
+    pub open_max: Duration,
 }
 
 impl Default for BreakerPolicy {
     fn default() -> Self {
         Self {
             failures: 5,
-            open_for: Duration::from_secs(5),
+            open_for: Duration::from_secs(1),
+            open_max: Duration::from_secs(30),
         }
+    }
+}
+
+impl BreakerPolicy {
+    /// The open period after `ejections` openings in a row (1 for the first).
+    pub fn ejection(&self, ejections: u32) -> Duration {
+        let doublings = ejections.saturating_sub(1).min(20);
+        self.open_for
+            .saturating_mul(1 << doublings)
+            .min(self.open_max.max(self.open_for))
     }
 }
 
@@ -37,8 +56,8 @@ pub enum BreakerState {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen,
+    Open { until: Instant, ejections: u32 },
+    HalfOpen { ejections: u32 },
 }
 
 /// How a call got through the breaker; a probe's result decides the state,
@@ -67,26 +86,26 @@ impl Breaker {
     pub(crate) fn admits(&self, now: Instant) -> bool {
         match self.state {
             State::Closed { .. } => true,
-            State::Open { until } => now >= until,
-            State::HalfOpen => false,
+            State::Open { until, .. } => now >= until,
+            State::HalfOpen { .. } => false,
         }
     }
 
     pub(crate) fn admit(&mut self, now: Instant) -> Option<Admission> {
         match self.state {
             State::Closed { .. } => Some(Admission::Normal),
-            State::Open { until } if now >= until => {
-                self.state = State::HalfOpen;
+            State::Open { until, ejections } if now >= until => {
+                self.state = State::HalfOpen { ejections };
                 Some(Admission::Probe)
             }
-            State::Open { .. } | State::HalfOpen => None,
+            State::Open { .. } | State::HalfOpen { .. } => None,
         }
     }
 
     /// Records an answer from the endpoint; returns the new state if it changed.
     pub(crate) fn on_success(&mut self, admission: Admission) -> Option<BreakerState> {
         match (admission, self.state) {
-            (Admission::Probe, State::HalfOpen) => {
+            (Admission::Probe, State::HalfOpen { .. }) => {
                 self.state = State::Closed { failures: 0 };
                 Some(BreakerState::Closed)
             }
@@ -107,9 +126,11 @@ impl Breaker {
         policy: &BreakerPolicy,
     ) -> Option<BreakerState> {
         match (admission, self.state) {
-            (Admission::Probe, State::HalfOpen) => {
+            (Admission::Probe, State::HalfOpen { ejections }) => {
+                let ejections = ejections.saturating_add(1);
                 self.state = State::Open {
-                    until: now + policy.open_for,
+                    until: now + policy.ejection(ejections),
+                    ejections,
                 };
                 Some(BreakerState::Open)
             }
@@ -117,7 +138,8 @@ impl Breaker {
                 let failures = failures.saturating_add(1);
                 if failures >= policy.failures.max(1) {
                     self.state = State::Open {
-                        until: now + policy.open_for,
+                        until: now + policy.ejection(1),
+                        ejections: 1,
                     };
                     Some(BreakerState::Open)
                 } else {
@@ -132,8 +154,26 @@ impl Breaker {
     /// A call ended without a verdict (its caller gave up): a probe must not
     /// hold the half-open slot forever, so the next call may probe at once.
     pub(crate) fn on_abandon(&mut self, admission: Admission, now: Instant) {
-        if admission == Admission::Probe && matches!(self.state, State::HalfOpen) {
-            self.state = State::Open { until: now };
+        if admission == Admission::Probe
+            && let State::HalfOpen { ejections } = self.state
+        {
+            self.state = State::Open {
+                until: now,
+                ejections,
+            };
+        }
+    }
+
+    /// An active health check found the endpoint ready: calls pass again
+    /// at once, however long the ejection was to last. Returns the new
+    /// state if it changed.
+    pub(crate) fn readmit(&mut self) -> Option<BreakerState> {
+        match self.state {
+            State::Closed { .. } => None,
+            State::Open { .. } | State::HalfOpen { .. } => {
+                self.state = State::Closed { failures: 0 };
+                Some(BreakerState::Closed)
+            }
         }
     }
 
@@ -141,7 +181,7 @@ impl Breaker {
         match self.state {
             State::Closed { .. } => BreakerState::Closed,
             State::Open { .. } => BreakerState::Open,
-            State::HalfOpen => BreakerState::HalfOpen,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
         }
     }
 }
@@ -154,6 +194,7 @@ mod tests {
         BreakerPolicy {
             failures: 3,
             open_for: Duration::from_secs(5),
+            open_max: Duration::from_secs(20),
         }
     }
 
@@ -223,10 +264,43 @@ mod tests {
             breaker.on_failure(probe, Instant::now(), &policy()),
             Some(BreakerState::Open)
         );
-        tokio::time::advance(Duration::from_millis(4_999)).await;
+        // The second ejection lasts twice as long as the first.
+        tokio::time::advance(Duration::from_millis(9_999)).await;
         assert_eq!(breaker.admit(Instant::now()), None);
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(breaker.admit(Instant::now()), Some(Admission::Probe));
+    }
+
+    #[test]
+    fn ejections_double_up_to_the_cap() {
+        let lengths: Vec<u64> = (1..=5).map(|n| policy().ejection(n).as_secs()).collect();
+        assert_eq!(lengths, [5, 10, 20, 20, 20]);
+        assert_eq!(policy().ejection(u32::MAX), Duration::from_secs(20));
+        assert_eq!(BreakerPolicy::default().ejection(1), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readmission_closes_at_once_and_forgets_past_ejections() {
+        let mut breaker = Breaker::default();
+        for _ in 0..3 {
+            fail_normal(&mut breaker);
+        }
+        assert_eq!(breaker.readmit(), Some(BreakerState::Closed));
+        assert_eq!(breaker.readmit(), None, "already closed");
+        assert_eq!(breaker.admit(Instant::now()), Some(Admission::Normal));
+        // Ejected again, it starts from the first period, not a doubled one.
+        for _ in 0..3 {
+            fail_normal(&mut breaker);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(breaker.admit(Instant::now()), Some(Admission::Probe));
+        // A probe in flight when the check readmits: its late failure is ignored.
+        assert_eq!(breaker.readmit(), Some(BreakerState::Closed));
+        assert_eq!(
+            breaker.on_failure(Admission::Probe, Instant::now(), &policy()),
+            None
+        );
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

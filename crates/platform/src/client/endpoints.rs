@@ -1,8 +1,10 @@
-//! The instances of one upstream service, their breakers and load, and the
-//! power-of-two-choices pick among them.
+//! The instances of one upstream service, their breakers and load, the
+//! power-of-two-choices pick among them, and the active health check that
+//! readmits an ejected instance as soon as it is ready again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use url::Url;
@@ -24,7 +26,14 @@ struct Inner {
     service: Arc<str>,
     nodes: RwLock<Arc<[Arc<Node>]>>,
     version: AtomicU64,
+    /// Whether a health-check task is watching the ejected instances.
+    watching: AtomicBool,
 }
+
+/// How often an ejected instance's `/readyz` is asked whether it is back.
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long one health check may take; a frozen instance never answers.
+pub const HEALTH_CHECK_LIMIT: Duration = Duration::from_millis(500);
 
 struct Node {
     url: Url,
@@ -50,6 +59,7 @@ impl Endpoints {
                 service: Arc::from(service),
                 nodes: RwLock::new(Arc::from(Vec::new())),
                 version: AtomicU64::new(0),
+                watching: AtomicBool::new(false),
             }),
         };
         endpoints.set(urls);
@@ -124,6 +134,31 @@ impl Endpoints {
             .clone()
     }
 
+    /// Whether an instance other than `url` would admit a call now, so a
+    /// retry can go there at once instead of backing off.
+    pub(crate) fn admits_other(&self, url: &Url) -> bool {
+        let now = Instant::now();
+        self.snapshot()
+            .iter()
+            .any(|node| node.url != *url && lock(&node.breaker).admits(now))
+    }
+
+    /// Makes sure a task asks every ejected instance's `/readyz` every
+    /// [`HEALTH_CHECK_EVERY`] and readmits those that answer 200. The task
+    /// ends when no instance is ejected (or the endpoints are dropped), and
+    /// is started again by the next ejection. Outside a Tokio runtime there
+    /// is no active check: ejections end by their probes alone.
+    fn watch(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        runtime.spawn(watch_ejected(inner));
+    }
+
     /// Power of two choices among the instances whose breaker admits a call:
     /// two distinct random ones, the less busy wins. Random pairs rather than
     /// the global minimum keep many clients from herding onto the same
@@ -180,6 +215,7 @@ impl Endpoints {
                     admission,
                     policy,
                     settled: false,
+                    endpoints: self.clone(),
                 });
             }
         }
@@ -197,6 +233,7 @@ pub(crate) struct Lease {
     admission: Admission,
     policy: BreakerPolicy,
     settled: bool,
+    endpoints: Endpoints,
 }
 
 impl Lease {
@@ -223,9 +260,9 @@ impl Lease {
                 service = %self.service,
                 url = %self.node.url,
                 ?state,
-                open_for_ms = self.policy.open_for.as_millis() as u64,
-                "Circuit opened."
+                "Circuit opened: the instance is ejected until a probe or its health check succeeds."
             );
+            self.endpoints.watch();
         }
     }
 }
@@ -239,12 +276,150 @@ impl Drop for Lease {
     }
 }
 
+/// The health-check task of one [`Endpoints`]: see [`Endpoints::watch`].
+async fn watch_ejected(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(HEALTH_CHECK_EVERY).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let ejected: Vec<Arc<Node>> = {
+            let nodes = inner
+                .nodes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            nodes
+                .iter()
+                .filter(|node| lock(&node.breaker).state() != BreakerState::Closed)
+                .cloned()
+                .collect()
+        };
+        if ejected.is_empty() {
+            inner.watching.store(false, Ordering::Release);
+            // An ejection between the look and the store found the flag
+            // still set and started no task: look once more.
+            let again = inner
+                .nodes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|node| lock(&node.breaker).state() != BreakerState::Closed);
+            if !again || inner.watching.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            continue;
+        }
+        let checks = ejected
+            .iter()
+            .map(|node| async move { (node, ready(&node.url).await) });
+        for (node, ready) in futures_util::future::join_all(checks).await {
+            if ready && lock(&node.breaker).readmit().is_some() {
+                tracing::info!(
+                    service = %inner.service,
+                    url = %node.url,
+                    "Instance readmitted: its health check answered ready."
+                );
+            }
+        }
+    }
+}
+
+/// Whether the instance at `url` answers `GET /readyz` with 200 within
+/// [`HEALTH_CHECK_LIMIT`].
+async fn ready(url: &Url) -> bool {
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let path = format!("{}/readyz", url.path().trim_end_matches('/'));
+    matches!(
+        crate::probe::get_status_within(authority, &path, HEALTH_CHECK_LIMIT).await,
+        Ok(200)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::Duration;
+    use std::sync::atomic::AtomicU16;
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
 
     use super::*;
+
+    /// An instance whose `/readyz` answers the status held in the returned cell.
+    async fn instance(status: u16) -> (Url, Arc<AtomicU16>) {
+        let cell = Arc::new(AtomicU16::new(status));
+        let answer = cell.clone();
+        let router = Router::new().route(
+            "/readyz",
+            get(move || {
+                let status = answer.load(Ordering::SeqCst);
+                async move { StatusCode::from_u16(status).unwrap() }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url(&format!("http://{addr}")), cell)
+    }
+
+    fn eject(endpoints: &Endpoints) {
+        let policy = BreakerPolicy {
+            open_for: Duration::from_secs(600),
+            open_max: Duration::from_secs(600),
+            ..policy()
+        };
+        endpoints.pick(policy, None).unwrap().failure();
+        assert_eq!(endpoints.breaker_states()[0].1, BreakerState::Open);
+    }
+
+    async fn state_after(endpoints: &Endpoints, wait: Duration) -> BreakerState {
+        tokio::time::sleep(wait).await;
+        endpoints.breaker_states()[0].1
+    }
+
+    #[tokio::test]
+    async fn the_health_check_readmits_an_instance_once_it_is_ready() {
+        let (url, status) = instance(503).await;
+        let endpoints = Endpoints::new("catalog", vec![url]);
+        eject(&endpoints);
+        // Not ready: still ejected after several checks.
+        assert_eq!(
+            state_after(&endpoints, HEALTH_CHECK_EVERY * 4).await,
+            BreakerState::Open
+        );
+        status.store(200, Ordering::SeqCst);
+        assert_eq!(
+            state_after(&endpoints, HEALTH_CHECK_EVERY * 4).await,
+            BreakerState::Closed,
+            "readmitted long before its ten-minute ejection ends"
+        );
+        // Nothing is ejected, so the task has ended; a new ejection starts it again.
+        tokio::time::sleep(HEALTH_CHECK_EVERY * 2).await;
+        assert!(!endpoints.inner.watching.load(Ordering::Acquire));
+        eject(&endpoints);
+        assert!(endpoints.inner.watching.load(Ordering::Acquire));
+        assert_eq!(
+            state_after(&endpoints, HEALTH_CHECK_EVERY * 4).await,
+            BreakerState::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_instance_stays_ejected() {
+        // Accepts connections and never answers, like a frozen process.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoints = Endpoints::new(
+            "catalog",
+            vec![url(&format!("http://{}", listener.local_addr().unwrap()))],
+        );
+        eject(&endpoints);
+        assert_eq!(
+            state_after(&endpoints, HEALTH_CHECK_LIMIT * 3).await,
+            BreakerState::Open
+        );
+        drop(listener);
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -254,6 +429,7 @@ mod tests {
         BreakerPolicy {
             failures: 1,
             open_for: Duration::from_secs(5),
+            open_max: Duration::from_secs(5),
         }
     }
 

@@ -335,6 +335,7 @@ mod tests {
                 breaker: BreakerPolicy {
                     failures: 3,
                     open_for: Duration::from_secs(60),
+                    open_max: Duration::from_secs(60),
                 },
                 ..fast_policy()
             },

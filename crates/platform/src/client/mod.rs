@@ -1,10 +1,14 @@
 //! Outbound calls: deadline, retries, circuit breaker, concurrency limit, balancing.
 //!
 //! Every call a service makes to another goes through a [`Stack`]: it takes a
-//! concurrency permit for the upstream, picks an instance from [`Endpoints`]
-//! by power of two choices among those whose circuit breaker admits a call,
-//! bounds the attempt by what is left of the deadline, and retries with full
-//! jitter only when that cannot do a side effect twice. [`HttpClient`] and
+//! concurrency permit for the upstream (a bulkhead per upstream), picks an
+//! instance from [`Endpoints`] by power of two choices among those whose
+//! circuit breaker admits a call, bounds the attempt by what is left of the
+//! deadline, and retries only when that cannot do a side effect twice and
+//! the retry budget allows: at once on another instance, else after a
+//! pause with full jitter. Consecutive failures eject an instance for a
+//! growing interval; an active health check readmits it once it answers
+//! ready. [`HttpClient`] and
 //! [`GrpcClient`] are thin wrappers that classify HTTP statuses and gRPC codes.
 //!
 //! ```no_run
@@ -25,11 +29,11 @@ mod policy;
 mod stack;
 
 pub use breaker::{BreakerPolicy, BreakerState};
-pub use endpoints::Endpoints;
+pub use endpoints::{Endpoints, HEALTH_CHECK_EVERY, HEALTH_CHECK_LIMIT};
 pub use error::{CallError, Side, UpstreamStatus};
 pub use grpc_client::GrpcClient;
 pub use http_client::HttpClient;
-pub use policy::Policy;
+pub use policy::{Deadlines, Policy};
 pub use stack::{Failure, Idempotency, Retry, Stack, Target};
 
 /// Locks a std mutex, shrugging off poisoning: the guarded state is a few

@@ -22,9 +22,15 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// The circuit breaker each endpoint gets.
     pub breaker: BreakerPolicy,
-    /// Calls in flight to this upstream at once; further calls wait for a
-    /// permit until their deadline. Zero is treated as one.
+    /// Calls in flight to this upstream at once (a bulkhead: a hung upstream
+    /// holds only its own permits); further calls wait for a permit until
+    /// their deadline. Zero is treated as one.
     pub concurrency: usize,
+    /// Retries may add at most this many percent to the calls made...
+    pub retry_budget_percent: u32,
+    /// ...plus this many retries per second, so a quiet client can still
+    /// retry. With both at zero nothing is retried.
+    pub retry_budget_floor: u32,
 }
 
 impl Default for Policy {
@@ -37,11 +43,53 @@ impl Default for Policy {
             backoff_max: Duration::from_secs(1),
             breaker: BreakerPolicy::default(),
             concurrency: 256,
+            retry_budget_percent: 20,
+            retry_budget_floor: 10,
+        }
+    }
+}
+
+/// The deadlines of the two classes of call a client makes while somebody
+/// waits: reads, which are cheap to repeat elsewhere, and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// A read (GET, HEAD) in all, every attempt and pause included.
+    pub read: Duration,
+    /// One attempt of a read, so an instance that hangs leaves time to ask another.
+    pub read_attempt: Duration,
+    /// A write in all.
+    pub write: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            read: Duration::from_secs(3),
+            read_attempt: Duration::from_secs(1),
+            write: Duration::from_secs(10),
         }
     }
 }
 
 impl Policy {
+    /// The policy for reads: a short deadline, each attempt bounded.
+    pub fn read(deadlines: &Deadlines) -> Self {
+        Self {
+            deadline: deadlines.read,
+            attempt_timeout: Some(deadlines.read_attempt.min(deadlines.read)),
+            ..Self::default()
+        }
+    }
+
+    /// The policy for writes: a longer deadline; an attempt may use all of
+    /// it, since a write that may have arrived is not repeated.
+    pub fn write(deadlines: &Deadlines) -> Self {
+        Self {
+            deadline: deadlines.write,
+            ..Self::default()
+        }
+    }
+
     /// The longest wait before retry number `retry` (0 for the first):
     /// `backoff_base · 2^retry`, capped at `backoff_max`.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
@@ -70,10 +118,22 @@ mod tests {
             policy.breaker,
             BreakerPolicy {
                 failures: 5,
-                open_for: Duration::from_secs(5)
+                open_for: Duration::from_secs(1),
+                open_max: Duration::from_secs(30),
             }
         );
         assert_eq!(policy.concurrency, 256);
+        assert_eq!(
+            (policy.retry_budget_percent, policy.retry_budget_floor),
+            (20, 10)
+        );
+        let deadlines = Deadlines::default();
+        let read = Policy::read(&deadlines);
+        assert_eq!(read.deadline, Duration::from_secs(3));
+        assert_eq!(read.attempt_timeout, Some(Duration::from_secs(1)));
+        let write = Policy::write(&deadlines);
+        assert_eq!(write.deadline, Duration::from_secs(10));
+        assert_eq!(write.attempt_timeout, None);
     }
 
     #[test]

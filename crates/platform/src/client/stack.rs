@@ -1,14 +1,14 @@
 //! The protocol-free core: permit, pick, bounded attempt, classified retry.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{CallError, Endpoints, Policy};
+use super::{CallError, Endpoints, Policy, lock};
 
 /// Whether repeating a call could do its side effect twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,51 @@ pub struct Stack {
     endpoints: Endpoints,
     policy: Arc<Policy>,
     limit: Arc<Semaphore>,
+    budget: Arc<Budget>,
+}
+
+/// Tokens for retries: every call adds `percent / 100` of one, time adds
+/// `floor` per second, a retry takes one. When an upstream fails outright,
+/// its callers' retries add at most that much load to it.
+#[derive(Debug)]
+struct Budget {
+    per_call: f64,
+    per_second: f64,
+    cap: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Budget {
+    fn new(policy: &Policy) -> Self {
+        let per_second = f64::from(policy.retry_budget_floor);
+        // Ten seconds of the floor, or a hundred calls' worth, saved up at most.
+        let cap = (per_second * 10.0).max(f64::from(policy.retry_budget_percent));
+        Self {
+            per_call: f64::from(policy.retry_budget_percent) / 100.0,
+            per_second,
+            cap,
+            state: Mutex::new((cap, Instant::now())),
+        }
+    }
+
+    fn deposit(&self) {
+        let mut state = lock(&self.state);
+        state.0 = (state.0 + self.per_call).min(self.cap);
+    }
+
+    fn withdraw(&self) -> bool {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        let earned = now.saturating_duration_since(state.1).as_secs_f64() * self.per_second;
+        state.0 = (state.0 + earned).min(self.cap);
+        state.1 = now;
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl std::fmt::Debug for Stack {
@@ -153,10 +198,12 @@ impl Stack {
     /// A stack over `endpoints` that behaves as `policy` says.
     pub fn new(endpoints: Endpoints, policy: Policy) -> Self {
         let limit = Arc::new(Semaphore::new(policy.concurrency.max(1)));
+        let budget = Arc::new(Budget::new(&policy));
         Self {
             endpoints,
             policy: Arc::new(policy),
             limit,
+            budget,
         }
     }
 
@@ -192,6 +239,7 @@ impl Stack {
             tracing::debug!(service = %service, "No call permit before the deadline.");
             return Err(CallError::Overloaded { service });
         };
+        self.budget.deposit();
 
         let mut last_error: Option<CallError> = None;
         let mut avoid: Option<Url> = None;
@@ -237,8 +285,18 @@ impl Stack {
             if !may_retry || number >= self.policy.max_retries {
                 return Err(failure.error);
             }
-            let pause = self.policy.backoff(number);
+            // The first retry goes at once when another instance can take
+            // it; a retry of the same instance waits, with jitter.
+            let pause = if number == 0 && self.endpoints.admits_other(&url) {
+                Duration::ZERO
+            } else {
+                self.policy.backoff(number)
+            };
             if Instant::now() + pause >= deadline {
+                return Err(failure.error);
+            }
+            if !self.budget.withdraw() {
+                tracing::debug!(service = %service, error = %failure.error, "Retry budget spent; not retrying.");
                 return Err(failure.error);
             }
             tracing::debug!(
@@ -279,6 +337,7 @@ mod tests {
             breaker: BreakerPolicy {
                 failures: 3,
                 open_for: Duration::from_secs(5),
+                open_max: Duration::from_secs(5),
             },
             ..Policy::default()
         }
@@ -627,6 +686,7 @@ mod tests {
                 breaker: BreakerPolicy {
                     failures: 1,
                     open_for: Duration::from_secs(60),
+                    open_max: Duration::from_secs(60),
                 },
                 ..quick_policy()
             },
@@ -737,6 +797,92 @@ mod tests {
             .call(Idempotency::Idempotent, |_| async { Ok::<_, Failure>(()) })
             .await;
         assert!(matches!(result, Err(CallError::NoEndpoints { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_retry_goes_at_once_to_another_instance() {
+        let stack = stack(
+            &["http://a:1", "http://b:1"],
+            Policy {
+                backoff_base: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(1),
+                breaker: BreakerPolicy {
+                    failures: 1_000,
+                    ..BreakerPolicy::default()
+                },
+                ..quick_policy()
+            },
+        );
+        for _ in 0..20 {
+            let start = Instant::now();
+            let first = Mutex::new(None::<Url>);
+            stack
+                .call(Idempotency::Idempotent, |target| {
+                    let mut first = first.lock().unwrap();
+                    let again = first.is_some();
+                    first.get_or_insert(target.url.clone());
+                    async move {
+                        if again {
+                            Ok(())
+                        } else {
+                            Err(Failure::not_sent(unavailable(&target)))
+                        }
+                    }
+                })
+                .await
+                .unwrap();
+            assert_eq!(start.elapsed(), Duration::ZERO, "no pause before the retry");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_when_the_budget_is_spent() {
+        let failing = |stack: Stack, calls: Arc<AtomicU32>| async move {
+            stack
+                .call(Idempotency::Idempotent, |target| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move { Err::<(), _>(Failure::transient(status_503(&target))) }
+                })
+                .await
+        };
+        let no_budget = Policy {
+            retry_budget_percent: 0,
+            retry_budget_floor: 0,
+            breaker: BreakerPolicy {
+                failures: 1_000,
+                ..BreakerPolicy::default()
+            },
+            ..quick_policy()
+        };
+        let calls = Arc::new(AtomicU32::new(0));
+        for _ in 0..10 {
+            assert!(
+                failing(stack(&["http://a:1"], no_budget.clone()), calls.clone())
+                    .await
+                    .is_err()
+            );
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            10,
+            "one attempt each, no retry"
+        );
+
+        // 10 % of calls, no floor: 100 failing calls may retry about 10
+        // times plus the saved-up cap, far from the 300 retries they want.
+        let tight = stack(
+            &["http://a:1"],
+            Policy {
+                retry_budget_percent: 10,
+                ..no_budget
+            },
+        );
+        let calls = Arc::new(AtomicU32::new(0));
+        for _ in 0..100 {
+            assert!(failing(tight.clone(), calls.clone()).await.is_err());
+        }
+        let attempts = calls.load(Ordering::SeqCst);
+        assert!((110..=121).contains(&attempts), "{attempts} attempts");
     }
 
     #[test]
