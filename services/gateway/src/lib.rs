@@ -30,7 +30,7 @@ use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get};
 use bazaar_platform::auth::Verifier;
-use bazaar_platform::client::{Endpoints, Policy, Stack};
+use bazaar_platform::client::{Deadlines, Endpoints, Policy, Stack};
 use bazaar_platform::problem::Problem;
 use bazaar_platform::server::DEFAULT_BODY_LIMIT;
 use bazaar_platform::server::{Context, Routes, Service};
@@ -46,8 +46,8 @@ pub struct Gateway;
 /// What every gateway handler shares.
 #[derive(Clone, Debug)]
 struct State {
-    /// One call stack per upstream service, by service name.
-    upstreams: Arc<BTreeMap<String, Stack>>,
+    /// The call stacks of every upstream service, by service name.
+    upstreams: Arc<BTreeMap<String, Upstream>>,
     /// Plain HTTP/1.1 client with a connection pool, for proxying.
     http: proxy::HttpClient,
     /// Largest request body passed on.
@@ -58,6 +58,50 @@ struct State {
     specs: openapi::Specs,
     /// Proxies whose `X-Forwarded-For` is believed.
     trusted: Arc<[IpNet]>,
+}
+
+/// The calls to one upstream service: reads and writes have deadlines of
+/// their own and separate permits (a flood of slow writes cannot starve the
+/// reads), over the same instances and breakers.
+#[derive(Clone, Debug)]
+struct Upstream {
+    reads: Stack,
+    writes: Stack,
+}
+
+impl Upstream {
+    fn new(name: &str, urls: Vec<url::Url>, deadlines: &Deadlines) -> Self {
+        let endpoints = Endpoints::new(name, urls);
+        let (reads, writes) = if name == routes::PAGES {
+            // A page gathers other services' answers, up to two rounds of
+            // the storefront's own read deadline; a form post may write.
+            let page = Policy {
+                deadline: deadlines.read.saturating_mul(2),
+                max_retries: 0,
+                ..Policy::write(deadlines)
+            };
+            (page, Policy::write(deadlines))
+        } else {
+            (Policy::read(deadlines), Policy::write(deadlines))
+        };
+        Self {
+            reads: Stack::new(endpoints.clone(), reads),
+            writes: Stack::new(endpoints, writes),
+        }
+    }
+
+    /// The stack for a request with this method.
+    fn stack(&self, method: &http::Method) -> &Stack {
+        if matches!(*method, http::Method::GET | http::Method::HEAD) {
+            &self.reads
+        } else {
+            &self.writes
+        }
+    }
+
+    fn endpoints(&self) -> &Endpoints {
+        self.reads.endpoints()
+    }
 }
 
 impl Service for Gateway {
@@ -74,11 +118,7 @@ impl Gateway {
     /// Builds the gateway with explicit settings instead of reading them
     /// from the environment (tests use it).
     pub async fn routes(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
-        let policy = Policy {
-            // Proxied calls carry a client's patience, not a service's.
-            deadline: std::time::Duration::from_secs(10),
-            ..Policy::default()
-        };
+        let deadlines = ctx.config().calls;
         let mut instances = ctx.config().upstreams.clone();
         let listen = ctx.config().listen;
         if !instances.contains_key(Self::NAME) && listen.port() != 0 {
@@ -90,10 +130,7 @@ impl Gateway {
         }
         let upstreams = instances
             .iter()
-            .map(|(name, urls)| {
-                let stack = Stack::new(Endpoints::new(name, urls.clone()), policy.clone());
-                (name.clone(), stack)
-            })
+            .map(|(name, urls)| (name.clone(), Upstream::new(name, urls.clone(), &deadlines)))
             .collect();
         let trusted: Arc<[IpNet]> = settings.trusted_proxies.clone().into();
         let own_spec = openapi::own();

@@ -147,7 +147,9 @@ async fn assemble(state: &State) -> (OpenApi, bool) {
         .upstreams
         .iter()
         .filter(|(name, _)| name.as_str() != <crate::Gateway as bazaar_platform::Service>::NAME)
-        .map(|(name, stack)| async move { (name.as_str(), fetch(state, stack).await) });
+        .map(
+            |(name, upstream)| async move { (name.as_str(), fetch(state, &upstream.reads).await) },
+        );
     let fetched = futures_util::future::join_all(fetches).await;
     let mut spec = (*state.specs.own).clone();
     let mut complete = true;

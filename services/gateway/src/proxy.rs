@@ -70,7 +70,7 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     let Some(service) = crate::route(path) else {
         return Problem::not_found(format!("There is no API at {path}.")).into_response();
     };
-    let Some(stack) = state.upstreams.get(service) else {
+    let Some(upstream) = state.upstreams.get(service) else {
         return Problem::service_unavailable(format!(
             "The {service} service is not running in this deployment."
         ))
@@ -127,7 +127,8 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     // A 5xx answer is a failed attempt for the stack (breaker, retry), but
     // if it is the last word the client should see it as the service said it.
     let last_answer: Arc<Mutex<Option<Response>>> = Arc::default();
-    let result = stack
+    let result = upstream
+        .stack(&parts.method)
         .call(Idempotency::of_method(&parts.method), |target| {
             let uri: Result<Uri, _> = format!(
                 "{}{}",

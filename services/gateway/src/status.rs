@@ -17,8 +17,9 @@ use utoipa::ToSchema;
 
 use crate::State;
 
-/// How long one instance may take to answer before it counts as unhealthy.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long one instance may take to answer before it counts as unhealthy:
+/// a frozen instance costs the status this much, not its caller's patience.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Lazily connected gRPC channels, one per instance URL.
 #[derive(Clone, Debug, Default)]
@@ -87,10 +88,10 @@ pub struct InstanceStatus {
     responses((status = 200, description = "Every service and instance with its health.", body = Status))
 )]
 pub async fn handler(AxumState(state): AxumState<State>) -> Json<Status> {
-    let services = state.upstreams.iter().map(|(name, stack)| {
+    let services = state.upstreams.iter().map(|(name, upstream)| {
         let state = state.clone();
         async move {
-            let instances = stack
+            let instances = upstream
                 .endpoints()
                 .urls()
                 .into_iter()

@@ -5,13 +5,16 @@
 //! on as `Authorization: Bearer`.
 //!
 //! A page fans out to the services it needs concurrently (`tokio::join!`),
-//! so rendering it costs one round trip per backend service.
+//! so rendering it costs one round trip per backend service. What a page
+//! can do without (the bell's count, a stock badge) is asked
+//! [`Call::optional`]: it gets [`OPTIONAL_BUDGET`], and a page whose optional
+//! part is slow renders without it instead of waiting.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bazaar_platform::client::{CallError, Endpoints, HttpClient, Idempotency, Policy};
+use bazaar_platform::client::{CallError, Deadlines, Endpoints, HttpClient, Idempotency, Policy};
 use bazaar_platform::problem::{FieldError, Problem};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
@@ -19,10 +22,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-/// A client per backend service, by name.
+/// How long a part of a page that the page can do without may take.
+pub const OPTIONAL_BUDGET: Duration = Duration::from_millis(200);
+
+/// The clients of every backend service, by name.
 #[derive(Clone, Debug)]
 pub struct Backend {
-    clients: Arc<BTreeMap<String, HttpClient>>,
+    clients: Arc<BTreeMap<String, Clients>>,
+}
+
+/// The calls to one service: reads (short deadline, each attempt bounded,
+/// retried on another instance) and writes, over the same instances.
+#[derive(Clone, Debug)]
+struct Clients {
+    reads: HttpClient,
+    writes: HttpClient,
 }
 
 /// Why a backend call did not give what was asked.
@@ -91,9 +105,19 @@ pub struct Call<'a> {
     token: Option<&'a str>,
     body: Option<Bytes>,
     headers: HeaderMap,
+    budget: Option<Duration>,
 }
 
 impl<'a> Call<'a> {
+    /// Marks the call as a part the page can do without: it ends as
+    /// [`Failure::Unavailable`] after [`OPTIONAL_BUDGET`] instead of
+    /// holding the page for the service's whole deadline.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.budget = Some(OPTIONAL_BUDGET);
+        self
+    }
+
     /// Passes the caller's access token on.
     #[must_use]
     pub fn token(mut self, token: Option<&'a str>) -> Self {
@@ -124,19 +148,18 @@ impl<'a> Call<'a> {
 }
 
 impl Backend {
-    /// Clients for every service in `upstreams`.
-    pub fn new(upstreams: &BTreeMap<String, Vec<Url>>) -> Self {
-        let policy = Policy {
-            // A person is waiting for the page.
-            deadline: Duration::from_secs(5),
-            attempt_timeout: Some(Duration::from_secs(3)),
-            ..Policy::default()
-        };
+    /// Clients for every service in `upstreams`; a person is waiting for
+    /// the page, so calls have the platform's deadlines for waiting clients.
+    pub fn new(upstreams: &BTreeMap<String, Vec<Url>>, deadlines: &Deadlines) -> Self {
         let clients = upstreams
             .iter()
             .map(|(name, urls)| {
-                let client = HttpClient::new(Endpoints::new(name, urls.clone()), policy.clone());
-                (name.clone(), client)
+                let endpoints = Endpoints::new(name, urls.clone());
+                let clients = Clients {
+                    reads: HttpClient::new(endpoints.clone(), Policy::read(deadlines)),
+                    writes: HttpClient::new(endpoints, Policy::write(deadlines)),
+                };
+                (name.clone(), clients)
             })
             .collect();
         Self {
@@ -148,7 +171,7 @@ impl Backend {
     pub fn instances(&self, service: &str) -> Vec<Url> {
         self.clients
             .get(service)
-            .map(|c| c.stack().endpoints().urls())
+            .map(|c| c.reads.stack().endpoints().urls())
             .unwrap_or_default()
     }
 
@@ -171,6 +194,7 @@ impl Backend {
             token: None,
             body: None,
             headers: HeaderMap::new(),
+            budget: None,
         }
     }
 
@@ -201,7 +225,7 @@ impl Backend {
     /// [`Failure`]: refused or unavailable.
     pub async fn send(&self, call: Call<'_>) -> Result<(StatusCode, Bytes), Failure> {
         let service = call.service;
-        let Some(client) = self.clients.get(service) else {
+        let Some(clients) = self.clients.get(service) else {
             return Err(Failure::Unavailable {
                 service: service.to_owned(),
                 detail: "not deployed alongside the storefront".to_owned(),
@@ -213,6 +237,12 @@ impl Backend {
         } else {
             Idempotency::of_method(&call.method)
         };
+        let client = if matches!(call.method, Method::GET | Method::HEAD) {
+            &clients.reads
+        } else {
+            &clients.writes
+        };
+        let budget = call.budget;
         let mut request = Request::new(call.body.unwrap_or_default());
         *request.method_mut() = call.method;
         *request.uri_mut() =
@@ -231,10 +261,19 @@ impl Backend {
         {
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
-        let response = client
-            .send(request, idempotency)
-            .await
-            .map_err(|e| unavailable(service, &e))?;
+        let sent = client.send(request, idempotency);
+        let response = match budget {
+            None => sent.await,
+            Some(budget) => {
+                tokio::time::timeout(budget, sent)
+                    .await
+                    .map_err(|_| Failure::Unavailable {
+                        service: service.to_owned(),
+                        detail: format!("no answer within the page's {budget:?} for it"),
+                    })?
+            }
+        }
+        .map_err(|e| unavailable(service, &e))?;
         let status = response.status();
         let body = response.into_body();
         if status.is_success() {
@@ -261,5 +300,58 @@ fn unavailable(service: &str, error: &CallError) -> Failure {
             service: service.to_owned(),
             detail: error.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A service whose `/slow` answers after `delay`, and `/quick` at once.
+    async fn service(delay: Duration) -> Backend {
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(move || async move {
+                    tokio::time::sleep(delay).await;
+                    axum::Json(serde_json::json!({"ok": true}))
+                }),
+            )
+            .route(
+                "/quick",
+                get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let upstreams = BTreeMap::from([("notifications".to_owned(), vec![url])]);
+        Backend::new(&upstreams, &Deadlines::default())
+    }
+
+    #[tokio::test]
+    async fn an_optional_part_gives_up_after_its_budget_and_a_needed_one_waits() {
+        let backend = service(OPTIONAL_BUDGET * 4).await;
+        let optional = backend
+            .json::<serde_json::Value>(backend.get("notifications", "/slow").optional())
+            .await;
+        assert!(
+            matches!(optional, Err(Failure::Unavailable { .. })),
+            "{optional:?}"
+        );
+        // The page's own parts have the read deadline (3 s), not the budget.
+        let needed = backend
+            .json::<serde_json::Value>(backend.get("notifications", "/slow"))
+            .await;
+        assert_eq!(needed.unwrap()["ok"], true);
+        // A quick optional part is simply there.
+        let quick = backend
+            .json::<serde_json::Value>(backend.get("notifications", "/quick").optional())
+            .await;
+        assert_eq!(quick.unwrap()["ok"], true);
     }
 }

@@ -76,7 +76,7 @@ impl Service for Storefront {
 /// # Errors
 /// When the context has no address of identity.
 pub fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
-    let backend = backend::Backend::new(&ctx.config().upstreams);
+    let backend = backend::Backend::new(&ctx.config().upstreams, &ctx.config().calls);
     let app = App {
         verifier: ctx.verifier()?,
         console: ops::Console::new(backend.clone()),

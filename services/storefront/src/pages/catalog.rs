@@ -168,6 +168,7 @@ pub async fn product(
         app.backend.json::<Stock>(
             app.backend
                 .get("inventory", format!("/api/v1/inventory/{id}"))
+                .optional()
         ),
     );
     let product = match product {

@@ -78,7 +78,8 @@ impl App {
         let call = self
             .backend
             .get("notifications", "/api/v1/notifications?limit=1")
-            .token(Some(token));
+            .token(Some(token))
+            .optional();
         match self
             .backend
             .json::<wire::Page<wire::Notification>>(call)
