@@ -493,15 +493,30 @@ impl Engine {
             return Err(Halt::Failed("an order to authorize has no total".into()));
         };
         let total = Money { amount, currency };
-        let attempts = self.settings.authorize_attempts.max(1);
         // Whether money may be held without our knowing: always when the
         // saga was resumed here (a predecessor may have asked), else once
         // an attempt may have reached payments unanswered.
         let mut may_have_held = resumed;
-        for attempt in 1..=attempts {
+        // Payments unavailable, timing out or restarting is no answer:
+        // Authorize is asked again until the saga's deadline. Only a
+        // definite answer (approved, declined) or the deadline ends it.
+        let mut attempt: u32 = 0;
+        loop {
             if self.overdue(saga) {
-                return self.give_up(saga, self.timed_out(), !may_have_held).await;
+                let cancel = if attempt == 0 {
+                    self.timed_out()
+                } else {
+                    Cancel::new(
+                        CancelCode::TimedOut,
+                        format!(
+                            "The payment service did not answer within {} ({attempt} attempts); nothing was charged.",
+                            saga::human(self.settings.saga_deadline)
+                        ),
+                    )
+                };
+                return self.give_up(saga, cancel, !may_have_held).await;
             }
+            attempt += 1;
             let call = self
                 .upstreams
                 .authorize(saga.id, saga.user_id, &total, &card);
@@ -545,26 +560,20 @@ impl Engine {
                         error = %failed.error,
                         may_have_held = failed.may_have_held,
                         attempt,
-                        attempts,
-                        "Authorize failed"
+                        "Authorize failed; asking again until the saga's deadline"
                     );
-                    if attempt < attempts {
+                    // The timeline says so on the 1st, 2nd, 4th, 8th ... try,
+                    // not on every one of a long outage.
+                    if attempt.is_power_of_two() {
                         let detail = format!(
-                            "The payment service is unavailable (attempt {attempt} of {attempts}); trying again."
+                            "The payment service is unavailable (attempt {attempt}); trying again."
                         );
                         self.note(saga, "retrying", &detail).await?;
-                        self.pause(self.backoff(attempt - 1)).await?;
                     }
+                    self.pause(self.backoff(attempt - 1)).await?;
                 }
             }
         }
-        let cancel = Cancel::new(
-            CancelCode::PaymentUnavailable,
-            format!(
-                "The payment service was unavailable after {attempts} attempts; nothing was charged."
-            ),
-        );
-        self.give_up(saga, cancel, !may_have_held).await
     }
 
     /// The pivot: once inventory commits, the saga only goes forward; if

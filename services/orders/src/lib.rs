@@ -39,8 +39,10 @@
 //! before the pivot cancel with a reason code (`unknown_product`,
 //! `not_on_sale`, `currency_mismatch`, `out_of_stock`, `card_declined`,
 //! `insufficient_funds`, `invalid_card`, `payment_unavailable`,
-//! `timed_out`); Authorize is tried `BAZAAR_ORDERS_AUTHORIZE_ATTEMPTS`
-//! times with jittered backoff while payments is unavailable. `Commit` is
+//! `timed_out`). A service that is unavailable, times out or restarts gives
+//! no answer: the step is asked again with jittered backoff until the saga's
+//! deadline (`BAZAAR_ORDERS_SAGA_DEADLINE`), and only a definite answer or
+//! the deadline cancels. `Commit` is
 //! the pivot: asked until inventory answers; if the reservation is gone the
 //! order is compensated, once committed the saga only goes forward and
 //! `Capture` is retried until it succeeds. Compensation runs in reverse
@@ -101,8 +103,8 @@ use bazaar_platform::db::Migrations;
 use bazaar_platform::server::{Context, Routes, Service};
 
 pub use settings::{
-    AUTHORIZE_ATTEMPTS, CALL_TIMEOUT, LEASE, POLL_INTERVAL, RETRY_BACKOFF, RETRY_BACKOFF_MAX,
-    SAGA_CONCURRENCY, SAGA_DEADLINE, Settings, VARS,
+    CALL_TIMEOUT, LEASE, POLL_INTERVAL, RETRY_BACKOFF, RETRY_BACKOFF_MAX, SAGA_CONCURRENCY,
+    SAGA_DEADLINE, Settings, VARS,
 };
 
 static MIGRATIONS: Migrations = Migrations {
@@ -151,7 +153,6 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         saga_deadline = ?settings.saga_deadline,
         lease = ?settings.lease,
         saga_concurrency = settings.saga_concurrency,
-        authorize_attempts = settings.authorize_attempts,
         "orders settings"
     );
     engine.spawn_poller();

@@ -13,8 +13,6 @@ pub const LEASE: &str = "BAZAAR_ORDERS_LEASE";
 pub const POLL_INTERVAL: &str = "BAZAAR_ORDERS_POLL_INTERVAL";
 /// How many sagas one process drives at once.
 pub const SAGA_CONCURRENCY: &str = "BAZAAR_ORDERS_SAGA_CONCURRENCY";
-/// How many times Authorize is tried while payments is unavailable.
-pub const AUTHORIZE_ATTEMPTS: &str = "BAZAAR_ORDERS_AUTHORIZE_ATTEMPTS";
 /// The first backoff of a retried saga step.
 pub const RETRY_BACKOFF: &str = "BAZAAR_ORDERS_RETRY_BACKOFF";
 /// The longest backoff of a retried saga step.
@@ -28,7 +26,7 @@ pub const VARS: &[Var] = &[
     Var {
         name: SAGA_DEADLINE,
         default: "2m",
-        help: "A pending order older than this that has not committed its stock yet is compensated and cancelled (timed_out); once committed it always goes forward.",
+        help: "A pending order older than this that has not committed its stock yet is compensated and cancelled (timed_out, or payment_unavailable when payments never answered); until then every step is asked again while its service is unavailable, and once committed it always goes forward.",
     },
     Var {
         name: LEASE,
@@ -44,11 +42,6 @@ pub const VARS: &[Var] = &[
         name: SAGA_CONCURRENCY,
         default: "64",
         help: "How many sagas one process drives at once; more wait their turn.",
-    },
-    Var {
-        name: AUTHORIZE_ATTEMPTS,
-        default: "4",
-        help: "Tries of Authorize while payments is unavailable before the order is cancelled (payment_unavailable).",
     },
     Var {
         name: RETRY_BACKOFF,
@@ -79,8 +72,6 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Sagas driven at once by one process.
     pub saga_concurrency: usize,
-    /// Tries of Authorize while payments is unavailable.
-    pub authorize_attempts: u32,
     /// Ceiling of the first retry pause; doubles per retry.
     pub retry_backoff: Duration,
     /// Cap on the retry pause.
@@ -96,7 +87,6 @@ impl Default for Settings {
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             saga_concurrency: 64,
-            authorize_attempts: 4,
             retry_backoff: Duration::from_millis(250),
             retry_backoff_max: Duration::from_secs(5),
             call_timeout: Duration::from_secs(10),
@@ -114,11 +104,6 @@ impl FromEnv for Settings {
             saga_concurrency: env.number(
                 SAGA_CONCURRENCY,
                 defaults.saga_concurrency,
-                1..=100_000,
-            )?,
-            authorize_attempts: env.number(
-                AUTHORIZE_ATTEMPTS,
-                defaults.authorize_attempts,
                 1..=100_000,
             )?,
             retry_backoff: env.positive_duration(RETRY_BACKOFF, defaults.retry_backoff)?,
@@ -176,7 +161,6 @@ mod tests {
             (SAGA_DEADLINE, "3s"),
             (LEASE, "500ms"),
             (SAGA_CONCURRENCY, "8"),
-            (AUTHORIZE_ATTEMPTS, "2"),
             (RETRY_BACKOFF, "10ms"),
             (RETRY_BACKOFF_MAX, "20ms"),
         ]))
@@ -184,7 +168,6 @@ mod tests {
         assert_eq!(s.saga_deadline, Duration::from_secs(3));
         assert_eq!(s.lease, Duration::from_millis(500));
         assert_eq!(s.saga_concurrency, 8);
-        assert_eq!(s.authorize_attempts, 2);
         assert_eq!(s.retry_backoff_max, Duration::from_millis(20));
     }
 
@@ -194,7 +177,6 @@ mod tests {
             (SAGA_DEADLINE, "soon"),
             (LEASE, "0s"),
             (SAGA_CONCURRENCY, "0"),
-            (AUTHORIZE_ATTEMPTS, "-1"),
             (RETRY_BACKOFF_MAX, "1ms"),
         ] {
             let e = Settings::from_vars(vars(&[(var, value)])).unwrap_err();

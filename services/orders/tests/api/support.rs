@@ -27,7 +27,7 @@ pub const FLAKY_CARD: &str = "4000000000000119";
 
 /// Test orders: quick polls and backoffs, a 1 s lease.
 pub const QUICK: u8 = 0;
-/// As [`QUICK`], with a 1 s saga deadline and Authorize tried until it.
+/// As [`QUICK`], with a 1 s saga deadline.
 pub const SHORT_DEADLINE: u8 = 1;
 
 /// Orders with the settings of profile `P`.
@@ -40,7 +40,6 @@ pub fn settings(p: u8) -> bazaar_orders::Settings {
         lease: Duration::from_secs(1),
         poll_interval: Duration::from_millis(100),
         saga_concurrency: 16,
-        authorize_attempts: 4,
         retry_backoff: Duration::from_millis(20),
         retry_backoff_max: Duration::from_millis(200),
         call_timeout: Duration::from_secs(10),
@@ -48,7 +47,6 @@ pub fn settings(p: u8) -> bazaar_orders::Settings {
     match p {
         SHORT_DEADLINE => bazaar_orders::Settings {
             saga_deadline: Duration::from_secs(1),
-            authorize_attempts: 10_000,
             ..quick
         },
         _ => quick,
