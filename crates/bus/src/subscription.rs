@@ -4,9 +4,13 @@
 //! For each delivery, in one transaction of the service's own database:
 //! record the event id in the inbox (a redelivery finds it there, is acked
 //! and changes nothing), run the handler's writes, commit; only then ack.
-//! A failing handler rolls back and the event comes again with backoff;
-//! after `max_attempts` it is published to the group's dead-letter topic
-//! and acked, so one poison event cannot stop the others.
+//! A failing handler rolls back and the event comes again with capped
+//! backoff, for as long as it takes: a database or a neighbour that blinks
+//! only makes the group lag. Poison alone (an event that cannot be decoded,
+//! or that the handler rejects for good with [`Poison`]) is published to the
+//! group's dead-letter topic at once and acked, so it cannot stop the
+//! others. A group may also opt into giving up after
+//! [`Subscription::max_attempts`] deliveries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +42,9 @@ pub struct Subscription {
     pub topics: Vec<String>,
     /// What to do with each event.
     pub handler: Arc<dyn Handler>,
-    /// Deliveries before an event is dead-lettered.
-    pub max_attempts: u32,
+    /// Deliveries of a failing event before it is dead-lettered; `None`
+    /// (the default) retries a transient failure for ever.
+    pub max_attempts: Option<u32>,
     /// First redelivery delay; doubles per attempt up to `backoff_max`.
     pub backoff_base: Duration,
     /// Longest redelivery delay.
@@ -57,21 +62,23 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// `group` handling `topics` with `handler`; 5 attempts, 100 ms…10 s backoff.
+    /// `group` handling `topics` with `handler`; transient failures retried
+    /// without limit, 100 ms…10 s backoff.
     pub fn new(group: &str, topics: &[&str], handler: impl Handler) -> Self {
         Self {
             group: group.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             handler: Arc::new(handler),
-            max_attempts: 5,
+            max_attempts: None,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
         }
     }
 
-    /// Changes how many deliveries an event gets before it is dead-lettered.
+    /// Gives up on a failing event after `n` deliveries (dead-letters it)
+    /// instead of retrying it for ever.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        self.max_attempts = Some(n.max(1));
         self
     }
 
@@ -85,6 +92,32 @@ impl Subscription {
     fn delay(&self, attempt: u32) -> Duration {
         Backoff::new(self.backoff_base, self.backoff_max).delay(attempt.saturating_sub(1).min(16))
     }
+}
+
+/// A handler's verdict that retrying cannot help: the event is malformed or
+/// forbidden for good. Return it (`Err(Poison::new(..).into())`) and the
+/// event goes to the dead-letter topic on its first delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("poison event: {0}")]
+pub struct Poison(pub String);
+
+impl Poison {
+    /// A poison verdict saying why.
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+/// Whether `error` says the event itself is bad: [`Poison`], or an event
+/// that does not decode as its contract anywhere in the chain.
+pub fn is_poison(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<Poison>()
+            || matches!(
+                cause.downcast_ref::<BusError>(),
+                Some(BusError::Decode(_) | BusError::WrongContract { .. })
+            )
+    })
 }
 
 /// Waits between attempts to join (or rejoin) a consumer group.
@@ -124,7 +157,7 @@ pub enum Outcome {
     Duplicate,
     /// The handler failed; it will come again.
     Retried,
-    /// The handler failed for the last time; moved to the dead-letter topic.
+    /// Poison, or out of attempts: moved to the dead-letter topic.
     DeadLettered,
 }
 
@@ -184,7 +217,8 @@ pub async fn process(
         }
         Err(error) => {
             tx.rollback().await?;
-            if attempt >= sub.max_attempts {
+            let poison = is_poison(&error);
+            if poison || sub.max_attempts.is_some_and(|max| attempt >= max) {
                 let letter = DeadLetter {
                     group: sub.group.clone(),
                     attempts: attempt,
@@ -197,12 +231,12 @@ pub async fn process(
                 broker.publish(&dead).await?;
                 acker.ack().await?;
                 metrics.dead_lettered(&sub.group);
-                tracing::error!(parent: &span, error = %format!("{error:#}"), "handler failed for the last time; event moved to {}", dead.topic);
+                tracing::error!(parent: &span, error = %format!("{error:#}"), poison, "handler gave up on the event; moved to {}", dead.topic);
                 Ok(Outcome::DeadLettered)
             } else {
                 let delay = sub.delay(attempt);
                 acker.nack(delay).await?;
-                tracing::warn!(parent: &span, error = %format!("{error:#}"), retry_in = ?delay, "handler failed; the event will come again");
+                tracing::warn!(parent: &span, error = %format!("{error:#}"), retry_in = ?delay, "handler failed; the event will come again until it succeeds");
                 Ok(Outcome::Retried)
             }
         }

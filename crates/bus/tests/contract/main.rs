@@ -226,6 +226,42 @@ impl Handler for AlwaysFails {
     }
 }
 
+/// Fails its first `n` deliveries (a database that blinks), then handles.
+struct FailsFirst {
+    n: u32,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[async_trait::async_trait]
+impl Handler for FailsFirst {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        _event: &Envelope,
+    ) -> anyhow::Result<()> {
+        let seen = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        anyhow::ensure!(
+            seen > self.n,
+            "the database is restarting (delivery {seen})"
+        );
+        Ok(())
+    }
+}
+
+/// Rejects every event for good.
+struct Rejects;
+
+#[async_trait::async_trait]
+impl Handler for Rejects {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        _event: &Envelope,
+    ) -> anyhow::Result<()> {
+        Err(subscription::Poison::new("no such seller, ever").into())
+    }
+}
+
 /// An acker that forgets to ack: the process "crashed" after commit.
 struct Forgetful;
 
@@ -327,6 +363,100 @@ async fn a_poison_event_is_dead_lettered_after_max_attempts() {
             "[{}]",
             b.name
         );
+        let _ = stop.send(());
+        runner.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_past_any_count_until_it_succeeds() {
+    for b in brokers().await {
+        let db = &service_dbs().await[0];
+        let event = Item::envelope("x", 21);
+        b.broker.publish(&event).await.unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        // Twelve failures: more than any attempt count a group used to get.
+        let handler = FailsFirst {
+            n: 12,
+            seen: seen.clone(),
+        };
+        let sub = Subscription::new("patient", &[Item::TOPIC], handler)
+            .backoff(Duration::from_millis(5), Duration::from_millis(20));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(subscription::run(
+            sub.clone(),
+            db.pool.clone(),
+            b.broker.clone(),
+            BusMetrics::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let started = std::time::Instant::now();
+        while seen.load(std::sync::atomic::Ordering::SeqCst) < 13 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "[{}] only {} deliveries",
+                b.name,
+                seen.load(std::sync::atomic::Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let handled: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bazaar_inbox WHERE consumer = 'patient' AND event_id = $1",
+        )
+        .bind(&event.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(handled, 1, "[{}] handled in the end", b.name);
+        // Nothing was dead-lettered.
+        let mut dlq = b
+            .broker
+            .consume("dlq-reader", &[subscription::dead_letter_topic("patient")])
+            .await
+            .unwrap();
+        assert!(
+            dlq.next(Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_none(),
+            "[{}]",
+            b.name
+        );
+        let _ = stop.send(());
+        runner.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn poison_goes_to_dead_letters_on_its_first_delivery() {
+    for b in brokers().await {
+        let db = &service_dbs().await[0];
+        let bad = Item::envelope("x", 34);
+        b.broker.publish(&bad).await.unwrap();
+        let sub = Subscription::new("strict", &[Item::TOPIC], Rejects);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(subscription::run(
+            sub.clone(),
+            db.pool.clone(),
+            b.broker.clone(),
+            BusMetrics::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let dlq = subscription::dead_letter_topic("strict");
+        let mut watcher = b
+            .broker
+            .consume("dlq-reader", std::slice::from_ref(&dlq))
+            .await
+            .unwrap();
+        let got = receive(watcher.as_mut(), 1, true).await;
+        let letter: DeadLetter = serde_json::from_value(got[0].data.clone()).unwrap();
+        assert_eq!(letter.attempts, 1, "[{}] not retried", b.name);
+        assert_eq!(letter.event.id, bad.id);
+        assert!(letter.error.contains("no such seller"), "{}", letter.error);
         let _ = stop.send(());
         runner.await.unwrap();
     }
