@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::procfs;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::api::{Api, CARD_DECLINED, CARD_OK, User, order_body, unique};
@@ -118,7 +116,10 @@ async fn killing_orders_inventory_and_payments_loses_no_order_and_charges_none_t
             let mut killed = Vec::new();
             for (victim, pause) in &kills {
                 tokio::time::sleep(*pause).await;
-                if let Some(pid) = kill_instance(&fleet, &format!("{victim}-0")).await {
+                if let Some(pid) = fleet
+                    .signal_instance(&format!("{victim}-0"), Signal::SIGKILL)
+                    .await
+                {
                     killed.push((*victim, pid));
                 }
             }
@@ -282,21 +283,4 @@ async fn place_until_accepted(api: &Api<'_>, buyer: &User, key: &str, body: Valu
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// SIGKILLs the running process of `instance` (e.g. `orders-0`), waiting
-/// for it to be up if it is being restarted. Returns its pid.
-async fn kill_instance(fleet: &Fleet, instance: &str) -> Option<u32> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
-        let victim = fleet.children().into_iter().find(|child| {
-            procfs::env_var(child.pid, "BAZAAR_INSTANCE").as_deref() == Some(instance)
-        });
-        if let Some(victim) = victim {
-            kill(Pid::from_raw(victim.pid as i32), Signal::SIGKILL).ok()?;
-            return Some(victim.pid);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }

@@ -263,6 +263,23 @@ impl Fleet {
         children
     }
 
+    /// Sends `signal` to the process of `instance` (e.g. `catalog-1`) once
+    /// the launcher has one running (within 20 s); its pid, or `None`.
+    pub async fn signal_instance(&self, instance: &str, signal: Signal) -> Option<u32> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let victim = self.children().into_iter().find(|child| {
+                procfs::env_var(child.pid, "BAZAAR_INSTANCE").as_deref() == Some(instance)
+            });
+            if let Some(victim) = victim {
+                kill(Pid::from_raw(victim.pid as i32), signal).ok()?;
+                return Some(victim.pid);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     /// Sends `signal` to the launcher.
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.pid() as i32), signal).expect("signal the launcher");

@@ -6,6 +6,7 @@ mod api;
 mod harness;
 mod procfs;
 
+mod availability;
 mod browser;
 mod catalog;
 mod checkout;
