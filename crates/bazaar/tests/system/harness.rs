@@ -110,6 +110,12 @@ impl Fleet {
     /// Starts the fleet with extra `bazaar up` arguments and waits until it
     /// is ready.
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// As [`Fleet::start_with`], with more variables for the launcher,
+    /// which passes `BAZAAR_*` ones on to every process.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
         let port = free_port();
         let mut command = Command::new(BAZAAR);
@@ -121,6 +127,7 @@ impl Fleet {
             .arg(port.to_string())
             .args(extra)
             .args(external_backends())
+            .envs(env.iter().copied())
             // Fleets sharing one Redis must not share one rate budget.
             .env(
                 "BAZAAR_GATEWAY_RATE_PREFIX",

@@ -233,7 +233,7 @@ fn render(
                                 li { code { "4242424242424242" } " approves" }
                                 li { code { "4000000000000002" } " is declined" }
                                 li { code { "4000000000009995" } " is declined: insufficient funds" }
-                                li { code { "4000000000000119" } " fails with a processor error" }
+                                li { code { "4000000000000119" } " fails with a processor error (retried until the order's deadline, then cancelled)" }
                             }
                             p { "Any future expiry date and any three digits as the code." }
                         }
