@@ -59,6 +59,9 @@ pub enum Command {
     Deploy(crate::deploy::DeployCommand),
     /// GET a URL; exit 0 if it answers 2xx, else 1 (the container's health check)
     Probe(crate::probe::ProbeArgs),
+    /// The event log: list and replay what consumer groups gave up on
+    #[command(subcommand)]
+    Events(crate::events::EventsCommand),
 }
 
 const UP_LONG_ABOUT: &str = "\

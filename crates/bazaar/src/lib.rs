@@ -1,6 +1,7 @@
 //! The Bazaar command line as a library: `bazaar up` runs the whole fleet on
 //! one machine, `bazaar serve SERVICE` runs one service (what a container
-//! runs), `bazaar deploy` writes deployment files, `bazaar probe` is the
+//! runs), `bazaar deploy` writes deployment files, `bazaar events
+//! dead-letters` lists and replays the events consumer groups gave up on, `bazaar probe` is the
 //! container's health check, and `bazaar bench` hands over to the separate
 //! `bazaar-bench` program. `main.rs` only parses and dispatches, so the
 //! system tests and the benchmarks share the service registry and the
@@ -9,6 +10,7 @@
 pub mod bench;
 pub mod cli;
 pub mod deploy;
+pub mod events;
 pub mod probe;
 pub mod registry;
 pub mod seed;

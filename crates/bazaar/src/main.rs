@@ -15,5 +15,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => bazaar::bench::main(&args.args),
         Command::Deploy(command) => bazaar::deploy::main(&command),
         Command::Probe(args) => bazaar::probe::main(&args),
+        Command::Events(command) => bazaar::events::main(&command),
     }
 }

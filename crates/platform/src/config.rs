@@ -278,6 +278,17 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The JetStream stream a `nats://host:port[/STREAM]` URL names: its path
+/// upper-cased, `BAZAAR` when it has none.
+pub fn nats_stream(url: &Url) -> String {
+    let name = url.path().trim_matches('/');
+    if name.is_empty() {
+        "BAZAAR".to_owned()
+    } else {
+        name.to_ascii_uppercase()
+    }
+}
+
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {var}={value:?}: {reason}")]
@@ -545,13 +556,7 @@ impl fmt::Debug for Env {
 impl Config {
     /// The JetStream stream named by the NATS URL's path (default `BAZAAR`).
     pub fn nats_stream(&self) -> Option<String> {
-        let url = self.nats_url.as_ref()?;
-        let name = url.path().trim_matches('/');
-        Some(if name.is_empty() {
-            "BAZAAR".to_owned()
-        } else {
-            name.to_ascii_uppercase()
-        })
+        self.nats_url.as_ref().map(nats_stream)
     }
 
     /// Reads the configuration of `service` from the process environment.

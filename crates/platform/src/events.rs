@@ -22,15 +22,26 @@ pub use bazaar_bus::subscription::Subscription;
 /// Opens the configured broker: NATS JetStream when `BAZAAR_NATS_URL` is
 /// set, else the embedded log at `BAZAAR_EVENT_LOG`.
 pub async fn connect(config: &Config) -> Result<Arc<dyn Broker>, BusError> {
-    match (&config.nats_url, config.nats_stream()) {
-        (Some(url), Some(stream)) => {
+    open(config.nats_url.as_ref(), &config.event_log).await
+}
+
+/// Opens NATS JetStream at `nats` (`nats://host:port[/STREAM]`, the stream
+/// `BAZAAR` by default) or, without it, the embedded log file `event_log`:
+/// what a service connects to, and what `bazaar events` reads.
+pub async fn open(
+    nats: Option<&url::Url>,
+    event_log: &std::path::Path,
+) -> Result<Arc<dyn Broker>, BusError> {
+    match nats {
+        Some(url) => {
+            let stream = crate::config::nats_stream(url);
             let mut server = url.clone();
             server.set_path("");
             let broker =
                 NatsBroker::connect(server.as_str().trim_end_matches('/'), &stream).await?;
             Ok(Arc::new(broker))
         }
-        _ => Ok(Arc::new(EmbeddedLog::open(&config.event_log).await?)),
+        None => Ok(Arc::new(EmbeddedLog::open(event_log).await?)),
     }
 }
 
