@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 mod harness;
 mod scenarios;
 
-use scenarios::{catalog, checkout, fleet, gateway, storefront};
+use scenarios::{catalog, checkout, faults, fleet, gateway, storefront};
 
 /// The `bazaar-bench` command line.
 #[derive(Debug, Parser)]
@@ -44,6 +44,9 @@ pub enum Scenario {
     /// The checkout saga end to end at fixed order rates: orders/s, POST and accepted → confirmed latency
     #[command(long_about = checkout::LONG_ABOUT)]
     Checkout(Box<checkout::Args>),
+    /// Faults as clients see them: reads while a replica is frozen, checkouts while services are killed
+    #[command(long_about = faults::LONG_ABOUT)]
+    Faults(faults::Args),
     /// The shop's server-rendered pages through the gateway at fixed rates: latency, errors, CPU per service
     #[command(long_about = storefront::LONG_ABOUT)]
     Storefront(storefront::Args),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Scenario::Catalog(args) => with_bazaar(bazaar, |b| catalog::main(&args, b)),
         Scenario::Checkout(args) => with_bazaar(bazaar, |b| checkout::main(&args, b)),
         Scenario::Storefront(args) => with_bazaar(bazaar, |b| storefront::main(&args, b)),
+        Scenario::Faults(args) => with_bazaar(bazaar, |b| faults::main(&args, b)),
         // The benchmark's own processes start no fleet.
         Scenario::GatewayProcess(process) => gateway::process(process),
     }

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod checkout;
+pub mod faults;
 pub mod fleet;
 pub mod gateway;
 pub mod storefront;
