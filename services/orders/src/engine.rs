@@ -222,6 +222,27 @@ impl Engine {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot look for pending orders"),
                 }
+                let now = store::now_ms();
+                match store::claim_cart_clears(&engine.db, now, engine.lease_until(now), limit)
+                    .await
+                {
+                    Ok(due) => {
+                        // Each its own task: a cart that is down must not
+                        // hold up the resumption of sagas.
+                        for (order, user, lines) in due {
+                            let engine = engine.clone();
+                            engine
+                                .tasks
+                                .clone()
+                                .spawn("cart clear", move |_| async move {
+                                    engine.clear_cart(order, user, &lines, 1).await;
+                                    Ok(())
+                                });
+                        }
+                    }
+                    Err(_) if engine.is_stopped() => break,
+                    Err(e) => tracing::warn!(error = %e, "cannot look for carts to clear"),
+                }
                 if engine.pause(engine.settings.poll_interval).await.is_err() {
                     break;
                 }
@@ -250,7 +271,7 @@ impl Engine {
             lost = self.keep_lease(id) => lost,
         };
         match outcome {
-            Ok(Ended::FromCart(user, lines)) => self.clear_cart(id, user, &lines).await,
+            Ok(Ended::FromCart(user, lines)) => self.clear_cart(id, user, &lines, 5).await,
             Ok(Ended::Done) => {}
             Err(Halt::Stopped) => tracing::debug!("saga paused: the server is stopping"),
             Err(Halt::LostLease) => tracing::info!("another process drives this saga now"),
@@ -677,6 +698,11 @@ impl Engine {
         self.events
             .append(&mut tx, Some(&saga.id.to_string()), &event)
             .await?;
+        if saga.from_cart {
+            // Cleared at once by this task; if it crashes or the cart is
+            // down, the poller tries again once this is due.
+            store::cart_clear_due(&mut tx, saga.id, self.lease_until(now)).await?;
+        }
         tx.commit().await?;
         self.events.committed();
         self.ended(saga, "confirmed", now);
@@ -824,10 +850,11 @@ impl Engine {
         }
     }
 
-    /// After the fact: removes what a confirmed order took from the cart.
-    /// A few tries; a failure is only logged (the order stands).
-    async fn clear_cart(&self, order: Uuid, user: Uuid, lines: &Lines) {
-        for retry in 0..5 {
+    /// After the fact: removes what a confirmed order took from the cart,
+    /// in up to `tries` tries. A failure is only logged (the order stands);
+    /// the order stays due for clearing, and the poller tries again.
+    async fn clear_cart(&self, order: Uuid, user: Uuid, lines: &Lines, tries: u32) {
+        for retry in 0..tries {
             let Ok(result) = self
                 .unless_stopped(self.upstreams.clear_cart(user, lines))
                 .await
@@ -837,21 +864,22 @@ impl Engine {
             match result {
                 Ok(()) => {
                     if let Err(e) = self.cart_cleared(order).await {
-                        tracing::warn!(error = %e, "cannot note that the cart was cleared");
+                        tracing::warn!(%order, error = %e, "cannot note that the cart was cleared");
                     }
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot clear the cart; retrying"),
+                Err(e) => tracing::warn!(%order, error = %e, "cannot clear the cart"),
             }
-            if self.pause(self.backoff(retry)).await.is_err() {
+            if retry + 1 < tries && self.pause(self.backoff(retry)).await.is_err() {
                 return;
             }
         }
-        tracing::warn!("the ordered items stay in the cart: the cart service did not answer");
+        tracing::warn!(%order, "the ordered items stay in the cart for now; the poller tries again");
     }
 
     async fn cart_cleared(&self, order: Uuid) -> Result<(), sqlx::Error> {
         let mut tx: Transaction<'_, Any> = self.db.begin_write().await?;
+        store::cart_clear_done(&mut tx, order).await?;
         store::append(
             &mut tx,
             order,

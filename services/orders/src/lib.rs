@@ -51,7 +51,10 @@
 //! `orders.order.cancelled` are one transaction, as are `confirmed` and
 //! `orders.order.confirmed` (subject: the order id). A confirmed cart
 //! order then removes what it took from the cart (`ClearCart` with
-//! `only_items`): a few tries, failures only logged.
+//! `only_items`). The confirming transaction marks it due for that
+//! (`cart_clear_at`), and only a cleared cart unmarks it: if this process
+//! crashes or the cart is down, the poller claims what is due and tries
+//! again every lease period, so the cart is cleared in the end.
 //!
 //! Timeline steps: `accepted`, `priced`, `reserved`, `retrying`,
 //! `authorized`, `committed`, `captured`, `confirmed`, `cart_cleared`;

@@ -744,6 +744,75 @@ pub(crate) async fn finish(
     Ok(done.rows_affected() == 1)
 }
 
+/// Marks a confirmed order of the cart as having its lines to take out of
+/// the cart, first due at `due`; in the transaction that confirms it.
+pub(crate) async fn cart_clear_due(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+    due: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET cart_clear_at = $1 WHERE id = $2")
+        .bind(due)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` confirmed orders whose cart clearing is due at `now`,
+/// each claimed until `until` (the claim moves its due time, so another
+/// poller skips it): their ids, buyers and lines.
+pub(crate) async fn claim_cart_clears(
+    db: &Db,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, Lines)>, sqlx::Error> {
+    let due = sqlx::query(
+        "SELECT id, cart_clear_at FROM orders WHERE cart_clear_at IS NOT NULL AND cart_clear_at <= $1 \
+         ORDER BY cart_clear_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for row in due {
+        let id: String = row.get(0);
+        let at: i64 = row.get(1);
+        let mut conn = db.writer().acquire().await?;
+        let taken = sqlx::query(
+            "UPDATE orders SET cart_clear_at = $1 WHERE id = $2 AND cart_clear_at = $3 RETURNING user_id",
+        )
+        .bind(until)
+        .bind(&id)
+        .bind(at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(taken) = taken {
+            let id = uuid(&id)?;
+            let user = uuid(&taken.get::<String, _>(0))?;
+            let lines = saga_lines(&mut *conn, id).await?;
+            let lines =
+                Lines::from_stored(lines.iter().map(|l| (l.product_id, l.quantity)).collect());
+            claimed.push((id, user, lines));
+        }
+    }
+    Ok(claimed)
+}
+
+/// The cart no longer needs clearing for order `id`.
+pub(crate) async fn cart_clear_done(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET cart_clear_at = NULL WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The card order `id` is to be authorized with, if still held.
 pub(crate) async fn card(db: &Db, id: Uuid) -> Result<Option<Card>, sqlx::Error> {
     let row =
@@ -825,6 +894,49 @@ mod tests {
             .expect("inserted");
         tx.commit().await.expect("commit");
         placed
+    }
+
+    /// A confirmed cart order stays due until its cart is cleared, whoever
+    /// clears it: a crash between confirming and clearing loses nothing.
+    #[tokio::test]
+    async fn a_cart_to_clear_is_claimed_once_at_a_time_until_done() {
+        let dir = tempfile::tempdir().expect("a directory");
+        for (db, on) in databases(dir.path()).await {
+            let mug = Uuid::now_v7();
+            let lines = Lines::of(&[(mug, 2)]);
+            let order = place(&db, &lines, "orders-0").await;
+            let id = order.id;
+            let now = now_ms();
+            let mut tx = db.begin_write().await.expect("begin");
+            cart_clear_due(&mut tx, id, now + 1_000).await.expect("due");
+            tx.commit().await.expect("commit");
+
+            let claim = |at: i64| claim_cart_clears(&db, at, at + 10_000, 10);
+            assert!(
+                claim(now).await.expect("claim").is_empty(),
+                "{on}: not due yet"
+            );
+            let first = claim(now + 1_000).await.expect("claim");
+            assert_eq!(first.len(), 1, "{on}");
+            assert_eq!(first[0].0, id);
+            assert_eq!(first[0].1, order.user_id);
+            assert_eq!(first[0].2, lines, "{on}: the order's lines");
+            // Claimed: another poller skips it until the claim runs out.
+            assert!(claim(now + 2_000).await.expect("claim").is_empty(), "{on}");
+            assert_eq!(
+                claim(now + 11_000).await.expect("claim").len(),
+                1,
+                "{on}: retried"
+            );
+
+            let mut tx = db.begin_write().await.expect("begin");
+            cart_clear_done(&mut tx, id).await.expect("done");
+            tx.commit().await.expect("commit");
+            assert!(
+                claim(now + 60_000).await.expect("claim").is_empty(),
+                "{on}: done"
+            );
+        }
     }
 
     /// `place` answers 202 with what `insert` built instead of reading the
