@@ -259,7 +259,13 @@ mod tests {
             .consume("inventory-check", &[Created::TOPIC.to_owned()])
             .await
             .unwrap();
-        assert!(watcher.next(Duration::from_millis(300)).await.unwrap().is_none());
+        assert!(
+            watcher
+                .next(Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_none()
+        );
         let replayed = read(broker.as_ref(), &inventory, true).await.unwrap();
         assert_eq!(replayed.len(), 1);
         let again = watcher.next(Duration::from_secs(2)).await.unwrap().unwrap();
