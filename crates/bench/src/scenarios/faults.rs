@@ -1,7 +1,8 @@
 //! `faults`: what faults cost the shop's clients, measured from outside.
 //!
-//! Two runs on one fleet (`--replicas catalog=2`): reads while one catalog
-//! replica is frozen, then checkouts while random services are killed.
+//! Three runs: the isolation matrix (each service frozen in turn while every
+//! public endpoint is asked), then, on a fleet with two catalog replicas,
+//! reads while one is frozen and checkouts while random services are killed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,17 +26,27 @@ use crate::harness::report::{finish, thousands};
 
 /// The long help of `bazaar bench faults`.
 pub const LONG_ABOUT: &str = "\
-Start the fleet with two catalog replicas (`bazaar up --replicas catalog=2`,
-SQLite, the embedded log, the gateway's rate limit off) and measure two things
-from outside, through the gateway:
+Measure what faults cost the shop's clients, from outside, through the
+gateway (SQLite, the embedded log, the gateway's rate limit off):
+
+0. isolation matrix: on a fleet of one instance per service, each service in
+   turn is frozen (SIGSTOP) while every public endpoint (API calls and
+   signed-in pages) is asked once; each answer's status and time are
+   reported, then whether every endpoint answers 200 again two seconds after
+   the service is thawed. Targets: what does not need the frozen service
+   answers 200 as fast as usual; what needs it answers a 5xx within its
+   deadline; everything answers 200 two seconds after the thaw.
+
+Then on a fleet with two catalog replicas (`--replicas catalog=2`):
 
 1. frozen replica: product reads at a fixed rate while catalog-1 is frozen
    (SIGSTOP) for a while, then thawed. Reported: reads, failed reads, reads
    slower than 1 s, and latency percentiles. Targets: 0 failed, at most 1 %
    over 1 s.
-2. chaos: buyers place orders at a fixed rate while a random service
-   instance (any but the gateway) is SIGKILLed at a fixed interval and the
-   launcher restarts it. Every order is retried with its Idempotency-Key
+2. chaos: buyers place orders at a fixed rate while a service instance (any
+   but the gateway) is SIGKILLed at a fixed interval and the
+   launcher restarts it (every instance in turn, each round in a random
+   order). Every order is retried with its Idempotency-Key
    until accepted, then followed until it settles. Reported: orders
    accepted, confirmed, cancelled by reason, and the kills. Target: no order
    cancelled for any reason but the card or the stock (the cards are good
@@ -95,9 +106,29 @@ pub struct Chaos {
     pub kills: BTreeMap<String, u64>,
 }
 
+/// One endpoint the isolation matrix asks.
+struct Probe {
+    path: String,
+    /// A storefront page (asked with the session cookie), else an API call.
+    page: bool,
+}
+
+/// One frozen service's row of the isolation matrix.
+#[derive(Debug)]
+pub struct Frozen {
+    /// The service frozen.
+    pub service: String,
+    /// Each endpoint's status (0: no answer) and time while it was frozen.
+    pub answers: Vec<(String, u16, Duration)>,
+    /// Endpoints not answering 200 two seconds after the thaw.
+    pub after_thaw: Vec<String>,
+}
+
 /// The whole report.
 #[derive(Debug)]
 pub struct Report {
+    /// The isolation matrix, a row per frozen service.
+    pub matrix: Vec<Frozen>,
     /// The frozen-replica run.
     pub reads: Reads,
     /// The chaos run.
@@ -121,6 +152,20 @@ fn run(args: &Args, bazaar: &Path) -> anyhow::Result<Report> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    eprintln!("isolation matrix: each service frozen in turn…");
+    let matrix = {
+        let data = tempfile::tempdir().context("cannot make a data directory")?;
+        let launch = Launch {
+            isolated: true,
+            args: vec!["--no-seed".to_owned()],
+            ..Launch::default()
+        };
+        let mut fleet = Fleet::start(bazaar, data.path(), launch)?;
+        fleet.wait_ready()?;
+        let result = runtime.block_on(matrix(&fleet));
+        let _ = fleet.stop();
+        result.with_context(|| format!("fleet output:\n{}", fleet.output()))?
+    };
     let data = tempfile::tempdir().context("cannot make a data directory")?;
     let launch = Launch {
         isolated: true,
@@ -131,17 +176,13 @@ fn run(args: &Args, bazaar: &Path) -> anyhow::Result<Report> {
     };
     let mut fleet = Fleet::start(bazaar, data.path(), launch)?;
     fleet.wait_ready()?;
-    let result = runtime.block_on(measure(args, &fleet));
+    let result = runtime.block_on(measure(args, &fleet, matrix));
     let _ = fleet.stop();
     result.with_context(|| format!("fleet output:\n{}", fleet.output()))
 }
 
-async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<Report> {
-    let api = Api::new(fleet.public)?;
-    let tag = std::process::id();
-    let seller = api
-        .account(format!("seller-{tag}@bench.example"), "seller")
-        .await?;
+/// A product with stock, sold by a new seller; its id.
+async fn product(api: &Api, seller: &Account, i: u32) -> anyhow::Result<String> {
     let categories = api
         .expect(Method::GET, "/api/v1/categories", None, None, 200)
         .await?;
@@ -149,25 +190,143 @@ async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<Report> {
         .as_str()
         .context("no category to sell in")?
         .to_owned();
-    let mut products = Vec::new();
-    for i in 0..4 {
-        let body = json!({
-            "title": format!("Fault item {i}"),
-            "description": "Made by bazaar bench faults.",
-            "price": {"amount": 1500 + i, "currency": "EUR"},
-            "category": category,
-            "initial_stock": 1_000_000,
-        });
-        let created = api
-            .expect(
-                Method::POST,
-                "/api/v1/products",
-                Some(&seller.token),
-                Some(&body),
-                201,
+    let body = json!({
+        "title": format!("Fault item {i}"),
+        "description": "Made by bazaar bench faults.",
+        "price": {"amount": 1500 + i, "currency": "EUR"},
+        "category": category,
+        "initial_stock": 1_000_000,
+    });
+    let created = api
+        .expect(
+            Method::POST,
+            "/api/v1/products",
+            Some(&seller.token),
+            Some(&body),
+            201,
+        )
+        .await?;
+    Ok(created["id"].as_str().context("no product id")?.to_owned())
+}
+
+async fn matrix(fleet: &Fleet) -> anyhow::Result<Vec<Frozen>> {
+    let api = Api::new(fleet.public)?;
+    let tag = std::process::id();
+    let seller = api
+        .account(format!("seller-{tag}@matrix.example"), "seller")
+        .await?;
+    let buyer = api
+        .account(format!("buyer-{tag}@matrix.example"), "customer")
+        .await?;
+    let id = product(&api, &seller, 0).await?;
+    // Once inventory knows it, one in the cart, so the cart page needs the catalog.
+    let started = Instant::now();
+    loop {
+        let put = api
+            .call(
+                Method::PUT,
+                &format!("/api/v1/cart/items/{id}"),
+                Some(&buyer.token),
+                Some(&json!({"quantity": 1})),
             )
             .await?;
-        products.push(created["id"].as_str().context("no product id")?.to_owned());
+        if put.0 == 200 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("cannot put the product in the cart: {put:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let api_probe = |path: String| Probe { path, page: false };
+    let page = |path: String| Probe { path, page: true };
+    let probes = [
+        api_probe("/api/v1/status".to_owned()),
+        api_probe("/api/v1/users/me".to_owned()),
+        api_probe("/api/v1/products?limit=5".to_owned()),
+        api_probe(format!("/api/v1/products/{id}")),
+        api_probe(format!("/api/v1/inventory/{id}")),
+        api_probe("/api/v1/cart".to_owned()),
+        api_probe("/api/v1/orders".to_owned()),
+        api_probe(format!("/api/v1/payments?order_id={id}")),
+        api_probe("/api/v1/notifications?limit=1".to_owned()),
+        page("/".to_owned()),
+        page(format!("/products/{id}")),
+        page("/cart".to_owned()),
+        page("/orders".to_owned()),
+        page("/notifications".to_owned()),
+    ];
+    // Warm every cache and connection first.
+    ask_all(&api, &probes, &buyer).await;
+    let services: Vec<String> = proc::children_of(fleet.pid())
+        .into_iter()
+        .filter_map(|c| proc::env_var(c.pid, "BAZAAR_INSTANCE"))
+        .filter_map(|i| i.strip_suffix("-0").map(str::to_owned))
+        .filter(|s| s != "gateway")
+        .collect();
+    let mut rows = Vec::new();
+    for service in services {
+        let pid = pid_of(fleet, &format!("{service}-0")).context("no instance to freeze")?;
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).context("cannot freeze")?;
+        let frozen = ask_all(&api, &probes, &buyer).await;
+        kill(Pid::from_raw(pid as i32), Signal::SIGCONT).context("cannot thaw")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let thawed = ask_all(&api, &probes, &buyer).await;
+        rows.push(Frozen {
+            service,
+            answers: probes
+                .iter()
+                .zip(frozen)
+                .map(|(p, (status, took))| (p.path.clone(), status, took))
+                .collect(),
+            after_thaw: probes
+                .iter()
+                .zip(thawed)
+                .filter(|(_, (status, _))| *status != 200)
+                .map(|(p, _)| p.path.clone())
+                .collect(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Asks every probe at once; each one's status (0: no answer) and time.
+async fn ask_all(api: &Api, probes: &[Probe], user: &Account) -> Vec<(u16, Duration)> {
+    futures_util::future::join_all(probes.iter().map(|probe| async move {
+        let started = Instant::now();
+        let mut request = api
+            .http
+            .get(format!("{}{}", api.base, probe.path))
+            .timeout(Duration::from_secs(30));
+        request = if probe.page {
+            request
+                .header("cookie", format!("bazaar_access={}", user.token))
+                .header("accept", "text/html")
+        } else {
+            request.bearer_auth(&user.token)
+        };
+        let status = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let _ = response.bytes().await;
+                status
+            }
+            Err(_) => 0,
+        };
+        (status, started.elapsed())
+    }))
+    .await
+}
+
+async fn measure(args: &Args, fleet: &Fleet, matrix: Vec<Frozen>) -> anyhow::Result<Report> {
+    let api = Api::new(fleet.public)?;
+    let tag = std::process::id();
+    let seller = api
+        .account(format!("seller-{tag}@bench.example"), "seller")
+        .await?;
+    let mut products = Vec::new();
+    for i in 0..4 {
+        products.push(product(&api, &seller, i).await?);
     }
     eprintln!(
         "frozen replica: {} reads/s, catalog-1 frozen for {} s…",
@@ -187,6 +346,7 @@ async fn measure(args: &Args, fleet: &Fleet) -> anyhow::Result<Report> {
     }
     let chaos = chaos(args, fleet, &api, &buyers, &products).await?;
     Ok(Report {
+        matrix,
         reads,
         chaos,
         freeze: args.freeze,
@@ -273,10 +433,17 @@ async fn chaos(
     let placing = AtomicBool::new(true);
     let report = Mutex::new(Chaos::default());
     let killer = async {
+        // Every instance in turn, each round in a new random order, so
+        // each service is killed about as often as the others.
         let mut rng = fastrand::Rng::with_seed(u64::from(std::process::id()));
+        let mut round: Vec<&String> = Vec::new();
         while placing.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(args.kill_every)).await;
-            let victim = &victims[rng.usize(..victims.len())];
+            if round.is_empty() {
+                round = victims.iter().collect();
+                rng.shuffle(&mut round);
+            }
+            let Some(victim) = round.pop() else { break };
             if let Some(pid) = pid_of(fleet, victim)
                 && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
             {
@@ -401,7 +568,21 @@ async fn place_and_follow(api: &Api, buyer: &Account, product: &str, key: &str) 
 
 fn to_json(report: &Report) -> Value {
     let latency = report.reads.latency.summary();
+    let matrix: Vec<Value> = report
+        .matrix
+        .iter()
+        .map(|row| {
+            json!({
+                "frozen": row.service,
+                "answers": row.answers.iter().map(|(path, status, took)| json!({
+                    "path": path, "status": status, "ms": took.as_secs_f64() * 1000.0,
+                })).collect::<Vec<_>>(),
+                "not_200_two_seconds_after_thaw": row.after_thaw,
+            })
+        })
+        .collect();
     json!({
+        "isolation_matrix": matrix,
         "frozen_replica": {
             "freeze_seconds": report.freeze,
             "reads": report.reads.total,
@@ -424,6 +605,33 @@ fn to_json(report: &Report) -> Value {
 }
 
 fn to_table(report: &Report) -> String {
+    let mut out = String::from(
+        "isolation matrix (status and ms of each endpoint while one service is frozen)\n",
+    );
+    if let Some(first) = report.matrix.first() {
+        out.push_str(&format!("  {:<44}", "endpoint \\ frozen"));
+        for row in &report.matrix {
+            out.push_str(&format!(" {:>14}", row.service));
+        }
+        out.push('\n');
+        for (i, (path, _, _)) in first.answers.iter().enumerate() {
+            let shown: String = path.chars().take(44).collect();
+            out.push_str(&format!("  {shown:<44}"));
+            for row in &report.matrix {
+                let (_, status, took) = &row.answers[i];
+                out.push_str(&format!(
+                    " {:>14}",
+                    format!("{status} {:.0}", took.as_secs_f64() * 1000.0)
+                ));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("  {:<44}", "not 200 two seconds after the thaw"));
+        for row in &report.matrix {
+            out.push_str(&format!(" {:>14}", row.after_thaw.len()));
+        }
+        out.push('\n');
+    }
     let r = &report.reads;
     let latency = r.latency.summary();
     let share = |n: u64| {
@@ -433,7 +641,7 @@ fn to_table(report: &Report) -> String {
             n as f64 * 100.0 / r.total as f64
         }
     };
-    let mut out = format!(
+    out.push_str(&format!(
         "frozen replica (catalog-1 stopped for {} s)\n  reads {}  failed {} ({:.2} %)  over 1 s {} ({:.2} %)  p50 {:.1} ms  p99 {:.1} ms  max {:.0} ms\n",
         report.freeze,
         thousands(r.total as f64),
@@ -444,7 +652,7 @@ fn to_table(report: &Report) -> String {
         latency.p50 as f64 / 1e6,
         latency.p99 as f64 / 1e6,
         latency.max as f64 / 1e6,
-    );
+    ));
     let c = &report.chaos;
     out.push_str(&format!(
         "chaos\n  orders accepted {}  never accepted {}  POSTs retried {}\n",
