@@ -252,17 +252,28 @@ enum KeySource {
     Remote(Box<HttpClient>),
 }
 
-/// Verifies access tokens with cached public keys; an unknown key id makes
+/// Verifies access tokens with cached public keys. An unknown key id makes
 /// it fetch the JWKS again (at most once per `REFRESH_GAP`), so a rotated
-/// key is picked up without a restart.
+/// key is picked up without a restart; and a key set older than
+/// [`KEYS_MAX_AGE`] is fetched again in the background, replacing the old
+/// one, so a key identity stopped publishing stops verifying within
+/// minutes. While identity does not answer, the keys it last published
+/// stay in use: a blink of identity signs nobody out.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     source: KeySource,
     keys: Arc<RwLock<HashMap<String, VerifyingKey>>>,
     refresh: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// When the key set was last fetched, and when a background fetch was
+    /// last started (remote keys only).
+    fetched: Arc<std::sync::Mutex<(Option<tokio::time::Instant>, Option<tokio::time::Instant>)>>,
+    max_age: Duration,
 }
 
 const REFRESH_GAP: Duration = Duration::from_secs(5);
+
+/// How long a fetched key set is trusted before it is fetched again.
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 
 impl Verifier {
     /// A verifier that fetches identity's JWKS from `identity` instances.
@@ -289,14 +300,21 @@ impl Verifier {
             source,
             keys: Arc::default(),
             refresh: Arc::default(),
+            fetched: Arc::default(),
+            max_age: KEYS_MAX_AGE,
         }
     }
 
+    /// Trusts a fetched key set for `max_age` instead of [`KEYS_MAX_AGE`].
+    #[must_use]
+    pub fn with_key_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Replaces the key set with `jwks`: a key no longer in it is forgotten.
     fn store(&self, jwks: &Jwks) {
-        let mut keys = self
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fresh = HashMap::new();
         for jwk in &jwks.keys {
             if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
                 continue;
@@ -308,9 +326,31 @@ impl Verifier {
                 continue;
             };
             if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
-                keys.insert(jwk.kid.clone(), key);
+                fresh.insert(jwk.kid.clone(), key);
             }
         }
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+    }
+
+    /// Whether the remote key set is older than its max age and no
+    /// background fetch started within `REFRESH_GAP`; if so, notes that one
+    /// starts now.
+    fn due_for_refresh(&self) -> bool {
+        if !matches!(self.source, KeySource::Remote(_)) {
+            return false;
+        }
+        let mut fetched = crate::client::lock(&self.fetched);
+        let (last_fetch, last_try) = *fetched;
+        let stale = last_fetch.is_none_or(|at| at.elapsed() >= self.max_age);
+        let trying = last_try.is_some_and(|at| at.elapsed() < REFRESH_GAP);
+        if stale && !trying {
+            fetched.1 = Some(tokio::time::Instant::now());
+            return true;
+        }
+        false
     }
 
     fn lookup(&self, kid: &str) -> Option<VerifyingKey> {
@@ -330,6 +370,12 @@ impl Verifier {
             return Ok(());
         }
         *last = Some(tokio::time::Instant::now());
+        drop(last);
+        self.fetch_now(client).await
+    }
+
+    /// Fetches the key set and replaces the one at hand.
+    async fn fetch_now(&self, client: &HttpClient) -> Result<(), AuthError> {
         let response = client
             .get(JWKS_PATH)
             .await
@@ -343,12 +389,31 @@ impl Verifier {
         let jwks: Jwks = serde_json::from_slice(response.body())
             .map_err(|e| AuthError::Keys(format!("JWKS is not valid: {e}")))?;
         self.store(&jwks);
+        crate::client::lock(&self.fetched).0 = Some(tokio::time::Instant::now());
         Ok(())
     }
 
     /// Verifies a compact JWS access token.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = now_seconds();
+        let have_keys = !self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        if have_keys && self.due_for_refresh() {
+            // Fetched again off the request path; this token is checked
+            // against the keys at hand.
+            let verifier = self.clone();
+            tokio::spawn(async move {
+                let KeySource::Remote(client) = &verifier.source else {
+                    return;
+                };
+                if let Err(error) = verifier.fetch_now(client).await {
+                    tracing::warn!(%error, "cannot refresh the token keys; the last ones stay in use");
+                }
+            });
+        }
         match verify_with(token, now, |kid| self.lookup(kid)) {
             Err(AuthError::UnknownKey(_)) => {
                 self.fetch().await?;
@@ -479,6 +544,93 @@ mod tests {
         let jwk = s.jwk();
         let verifier = Verifier::local(vec![jwk]);
         verify_with(token, now, |kid| verifier.lookup(kid))
+    }
+
+    /// An identity whose JWKS publishes the keys in the returned cell.
+    async fn identity(keys: Vec<Jwk>) -> (url::Url, Arc<std::sync::Mutex<Vec<Jwk>>>) {
+        let published = Arc::new(std::sync::Mutex::new(keys));
+        let serving = published.clone();
+        let router = axum::Router::new().route(
+            JWKS_PATH,
+            axum::routing::get(move || {
+                let keys = serving.lock().unwrap().clone();
+                async move { axum::Json(Jwks { keys }) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, published)
+    }
+
+    #[tokio::test]
+    async fn a_key_identity_stops_publishing_stops_verifying() {
+        let old = signer();
+        let new = TokenSigner::from_seed(&[9; 32]);
+        let (url, published) = identity(vec![old.jwk(), new.jwk()]).await;
+        let verifier = Verifier::remote(vec![url]).with_key_max_age(Duration::from_millis(200));
+        let now = now_seconds();
+        let by_old = old.sign(&claims(now));
+        let by_new = new.sign(&claims(now));
+        assert!(verifier.verify(&by_old).await.is_ok());
+        assert!(verifier.verify(&by_new).await.is_ok());
+
+        // The old key is withdrawn; once the set is stale, it is fetched
+        // again in the background and the old key is forgotten.
+        *published.lock().unwrap() = vec![new.jwk()];
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = verifier.verify(&by_new).await;
+        let mut forgotten = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if verifier.lookup(old.kid()).is_none() {
+                forgotten = true;
+                break;
+            }
+        }
+        assert!(forgotten, "the withdrawn key is still trusted");
+        assert!(matches!(
+            verifier.verify(&by_old).await,
+            Err(AuthError::UnknownKey(_))
+        ));
+        assert!(
+            verifier.verify(&by_new).await.is_ok(),
+            "the published key still verifies"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_stay_in_use_while_identity_does_not_answer() {
+        let old = signer();
+        let (url, _) = identity(vec![old.jwk()]).await;
+        let verifier = Verifier::remote(vec![url]).with_key_max_age(Duration::from_millis(100));
+        let token = old.sign(&claims(now_seconds()));
+        assert!(verifier.verify(&token).await.is_ok());
+        // Identity gone: the key set goes stale, refreshing fails, the key stays.
+        let gone = Verifier {
+            source: KeySource::Remote(Box::new(HttpClient::new(
+                Endpoints::new("identity", vec![bazaar_testkit_refused()]),
+                Policy::default(),
+            ))),
+            ..verifier.clone()
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for _ in 0..3 {
+            assert!(gone.verify(&token).await.is_ok());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A URL nothing listens on.
+    fn bazaar_testkit_refused() -> url::Url {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}").parse().unwrap()
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use stack::{Failure, Idempotency, Retry, Stack, Target};
 
 /// Locks a std mutex, shrugging off poisoning: the guarded state is a few
 /// counters that stay consistent even if a holder panicked.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
