@@ -19,6 +19,12 @@ pub(crate) enum Error {
     /// `Last-Event-ID` (or `last_event_id`) is not a notification id.
     #[error("the last event id is not a notification id")]
     BadLastEventId,
+    /// The user holds as many live streams as one may.
+    #[error("too many live streams for one user")]
+    TooManyStreams(usize),
+    /// This process holds as many live streams as it may.
+    #[error("too many live streams")]
+    StreamsFull,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -36,6 +42,14 @@ impl From<Error> for Problem {
                 message: "must be the id of a notification (a UUID) received on this stream"
                     .to_owned(),
             }]),
+            Error::TooManyStreams(max) => Problem::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("You have {max} live streams open already; close one first."),
+            )
+            .with_kind("too-many-streams", "Too many live streams"),
+            Error::StreamsFull => Problem::service_unavailable(
+                "The live stream is at capacity here; try again shortly.",
+            ),
             Error::Db(e) => Problem::internal(&e),
         }
     }

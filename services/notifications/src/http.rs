@@ -28,8 +28,9 @@
 //! strings end up in more logs than headers do: prefer the header where
 //! the client can set one.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -66,6 +67,77 @@ pub(crate) struct AppState {
     pub(crate) metrics: NotificationMetrics,
     /// Keep-alive period of idle streams.
     pub(crate) keep_alive: Duration,
+    /// The open streams, against their caps.
+    pub(crate) streams: Streams,
+}
+
+/// The live streams this process holds open, by user, with their caps.
+#[derive(Clone, Debug)]
+pub(crate) struct Streams {
+    open: Arc<Mutex<(usize, HashMap<Uuid, usize>)>>,
+    per_user: usize,
+    total: usize,
+}
+
+impl Streams {
+    pub(crate) fn new(per_user: usize, total: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            per_user,
+            total,
+        }
+    }
+
+    /// A slot for one more stream of `user`, held until dropped.
+    fn open(&self, user: Uuid) -> Result<StreamSlot, Error> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.0 >= self.total {
+            return Err(Error::StreamsFull);
+        }
+        let mine = open.1.entry(user).or_default();
+        if *mine >= self.per_user {
+            return Err(Error::TooManyStreams(self.per_user));
+        }
+        *mine += 1;
+        open.0 += 1;
+        Ok(StreamSlot {
+            streams: self.clone(),
+            user,
+        })
+    }
+}
+
+/// One open stream's place under the caps.
+#[derive(Debug)]
+struct StreamSlot {
+    streams: Streams,
+    user: Uuid,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.0 = open.0.saturating_sub(1);
+        if let Some(mine) = open.1.get_mut(&self.user) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                open.1.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// How long a stream opened with a token expiring at `exp` (seconds since
+/// the epoch) may last at `now`: until the token expires, so a stream is
+/// never worth more than the token that opened it. The client reconnects
+/// with a fresh one (`EventSource` does so by itself, resuming after the
+/// last event id).
+pub(crate) fn lasts(exp: i64, now: i64) -> Duration {
+    Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0))
 }
 
 /// The service's routes; `verifier` checks users' tokens.
@@ -281,9 +353,11 @@ async fn read(
         ("Last-Event-ID" = Option<Uuid>, Header, description = "Resume after this notification: every newer one is sent first."),
     ),
     responses(
-        (status = 200, description = "An endless `text/event-stream`: `: connected`, then one `notification` event per new notification (id = the notification's id, data = the notification as JSON), keep-alive comments while idle.", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "A `text/event-stream` until the access token expires (then reconnect with a fresh one, resuming with `Last-Event-ID`): `: connected`, then one `notification` event per new notification (id = the notification's id, data = the notification as JSON), keep-alive comments while idle.", body = String, content_type = "text/event-stream"),
         (status = 401, description = "No valid access token (header or `access_token`).", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "`Last-Event-ID` is not a notification id.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The user holds as many live streams as one may (`BAZAAR_NOTIFICATIONS_MAX_STREAMS_PER_USER`); close one first.", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "This instance holds as many live streams as it may (`BAZAAR_NOTIFICATIONS_MAX_STREAMS`); try again shortly.", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
@@ -298,16 +372,17 @@ async fn stream(
     let token = auth::bearer(&headers)
         .map(str::to_owned)
         .or(params.access_token.filter(|t| !t.is_empty()));
-    let user = match token {
+    let (user, exp) = match token {
         Some(token) => verifier.verify(&token).await,
         None => Err(AuthError::Missing),
     }
-    .and_then(|claims| auth::User::from_claims(&claims))
+    .and_then(|claims| Ok((auth::User::from_claims(&claims)?, claims.exp)))
     .map_err(|e| {
         tracing::debug!(error = %e, "token refused");
         Problem::from(e)
     })?;
     let me = user.id;
+    let slot = state.streams.open(me)?;
     tracing::Span::current().record("user_id", tracing::field::display(me));
     let resume = headers
         .get("last-event-id")
@@ -334,7 +409,9 @@ async fn stream(
         pending: VecDeque::new(),
         listener,
         _open: state.metrics.stream_opened(),
+        _slot: slot,
     };
+    let expiry = tokio::time::sleep(lasts(exp, auth::now_seconds()));
     tracing::info!(resume = ?resume, "stream opened");
     let hello = Event::default()
         .comment("connected")
@@ -344,6 +421,8 @@ async fn stream(
             let event = feed.next().await?;
             Some((event, feed))
         }))
+        // The stream ends with its token; the client comes back with a new one.
+        .take_until(expiry)
         .map(Ok::<_, Infallible>);
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(state.keep_alive));
     let mut response = sse.into_response();
@@ -370,6 +449,7 @@ struct LiveFeed {
     pending: VecDeque<Notification>,
     listener: Listener,
     _open: StreamGuard,
+    _slot: StreamSlot,
 }
 
 impl LiveFeed {
@@ -417,6 +497,17 @@ impl LiveFeed {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stream_lasts_as_long_as_its_token() {
+        assert_eq!(super::lasts(1_000, 400), Duration::from_secs(600));
+        assert_eq!(super::lasts(1_000, 1_000), Duration::ZERO);
+        assert_eq!(
+            super::lasts(1_000, 5_000),
+            Duration::ZERO,
+            "expired: at once"
+        );
+    }
+
     use super::*;
 
     #[test]

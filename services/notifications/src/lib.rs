@@ -68,7 +68,10 @@ use bazaar_platform::db::Migrations;
 use bazaar_platform::events::Subscription;
 use bazaar_platform::server::{Context, Routes, Service};
 
-pub use settings::{KEEP_ALIVE, MAIL_FROM, PUBLIC_URL, SMTP_URL, SMTP_URL_FILE, Settings, VARS};
+pub use settings::{
+    KEEP_ALIVE, MAIL_FROM, MAX_STREAMS, MAX_STREAMS_PER_USER, PUBLIC_URL, SMTP_URL, SMTP_URL_FILE,
+    Settings, VARS,
+};
 
 static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("migrations/sqlite"),
@@ -156,6 +159,7 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         hub: hub.clone(),
         metrics: metrics.clone(),
         keep_alive: settings.keep_alive,
+        streams: http::Streams::new(settings.max_streams_per_user, settings.max_streams),
     };
     Ok(Routes::new(http::router(state, verifier))
         .subscribe(Subscription::new(

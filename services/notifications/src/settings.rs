@@ -14,6 +14,10 @@ pub const MAIL_FROM: &str = "BAZAAR_NOTIFICATIONS_MAIL_FROM";
 pub const PUBLIC_URL: &str = "BAZAAR_NOTIFICATIONS_PUBLIC_URL";
 /// How often an idle notification stream gets a keep-alive comment.
 pub const KEEP_ALIVE: &str = "BAZAAR_NOTIFICATIONS_KEEP_ALIVE";
+/// Live streams one user may hold open at once.
+pub const MAX_STREAMS_PER_USER: &str = "BAZAAR_NOTIFICATIONS_MAX_STREAMS_PER_USER";
+/// Live streams one process holds open at once, all users together.
+pub const MAX_STREAMS: &str = "BAZAAR_NOTIFICATIONS_MAX_STREAMS";
 
 /// Every variable the notifications service reads besides the platform's
 /// (`bazaar_platform::config::VARS`).
@@ -43,6 +47,16 @@ pub const VARS: &[Var] = &[
         default: "15s",
         help: "How often GET /api/v1/notifications/stream sends a keep-alive comment while idle, so proxies keep the stream open.",
     },
+    Var {
+        name: MAX_STREAMS_PER_USER,
+        default: "8",
+        help: "Live streams (GET /api/v1/notifications/stream) one user may hold open at once on this process (1 to 1000); one more is refused with 429.",
+    },
+    Var {
+        name: MAX_STREAMS,
+        default: "10000",
+        help: "Live streams this process holds open at once, all users together (1 to 1000000); one more is refused with 503.",
+    },
 ];
 
 /// What the notifications service is tuned with.
@@ -56,6 +70,10 @@ pub struct Settings {
     pub public_url: String,
     /// Keep-alive period of idle streams.
     pub keep_alive: Duration,
+    /// Live streams one user may hold open at once.
+    pub max_streams_per_user: usize,
+    /// Live streams held open at once, all users together.
+    pub max_streams: usize,
 }
 
 impl Default for Settings {
@@ -65,6 +83,8 @@ impl Default for Settings {
             mail_from: "Bazaar <no-reply@bazaar.localhost>".to_owned(),
             public_url: "http://127.0.0.1:8080".to_owned(),
             keep_alive: Duration::from_secs(15),
+            max_streams_per_user: 8,
+            max_streams: 10_000,
         }
     }
 }
@@ -105,6 +125,12 @@ impl FromEnv for Settings {
                     url.as_str().trim_end_matches('/').to_owned()
                 }),
             keep_alive: env.positive_duration(KEEP_ALIVE, defaults.keep_alive)?,
+            max_streams_per_user: env.number(
+                MAX_STREAMS_PER_USER,
+                defaults.max_streams_per_user,
+                1..=1000,
+            )?,
+            max_streams: env.number(MAX_STREAMS, defaults.max_streams, 1..=1_000_000)?,
         })
     }
 }

@@ -345,3 +345,65 @@ async fn streams_pass_through_the_gateway_for_as_long_as_they_last() {
     gateway.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn live_streams_are_capped_per_user_and_a_closed_one_frees_its_place() {
+    let world = World::new(Engine::Sqlite, BrokerKind::Embedded).await;
+    let app = world
+        .start_with(
+            "notifications-0",
+            Settings {
+                max_streams_per_user: 2,
+                max_streams: 3,
+                // Frequent writes, so a closed connection is noticed soon.
+                keep_alive: Duration::from_millis(100),
+                ..settings()
+            },
+        )
+        .await;
+    let http = &world.http;
+    let url = &app.url("/api/v1/notifications/stream");
+    let (ann, bob, cy) = (
+        world.user("customer").await,
+        world.user("customer").await,
+        world.user("customer").await,
+    );
+    let open = |token: &str| {
+        let token = token.to_owned();
+        async move {
+            connect(
+                http,
+                url,
+                Open {
+                    token: Some(&token),
+                    ..Open::default()
+                },
+            )
+            .await
+        }
+    };
+    let first = open(&ann.token).await.expect("ann's first stream");
+    let _second = open(&ann.token).await.expect("ann's second stream");
+    let refused = open(&ann.token).await.err().expect("ann's third: 429");
+    let p = problem(refused, 429).await;
+    assert!(p.detail.contains("2 live streams"), "{}", p.detail);
+    // Others are not held to ann's count, but to the process's.
+    let _bob = open(&bob.token).await.expect("bob's stream");
+    let full = open(&cy.token)
+        .await
+        .err()
+        .expect("the process is full: 503");
+    problem(full, 503).await;
+
+    // A stream that ends gives its place back.
+    drop(first);
+    let started = Instant::now();
+    while open(&ann.token).await.is_err() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "ann's closed stream still holds its place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
