@@ -370,8 +370,11 @@ impl Verifier {
             return Ok(());
         }
         *last = Some(tokio::time::Instant::now());
+        // Held until the keys are stored: a caller that waited for this
+        // fetch must find them when it looks again.
+        let fetched = self.fetch_now(client).await;
         drop(last);
-        self.fetch_now(client).await
+        fetched
     }
 
     /// Fetches the key set and replaces the one at hand.
@@ -599,6 +602,25 @@ mod tests {
             verifier.verify(&by_new).await.is_ok(),
             "the published key still verifies"
         );
+    }
+
+    #[tokio::test]
+    async fn callers_that_wait_for_the_first_fetch_find_the_keys() {
+        let signer = signer();
+        let (url, _) = identity(vec![signer.jwk()]).await;
+        let verifier = Verifier::remote(vec![url]);
+        let token = signer.sign(&claims(now_seconds()));
+        let all = futures_util::future::join_all((0..20).map(|_| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify(&token).await })
+        }))
+        .await;
+        for result in all {
+            assert!(
+                result.unwrap().is_ok(),
+                "a token verified before the keys were stored"
+            );
+        }
     }
 
     #[tokio::test]
