@@ -149,8 +149,20 @@ impl Default for Refresher {
     }
 }
 
+/// What a renewal of a session came to.
+enum Renewal {
+    /// New tokens.
+    Renewed(Tokens),
+    /// Identity answered that the refresh token signs nobody in (expired,
+    /// revoked, reused): the session is over.
+    Refused,
+    /// No verdict (identity unavailable, slow or failing): the session
+    /// stays, and the next request tries again.
+    Unknown,
+}
+
 impl Refresher {
-    async fn refresh(&self, app: &App, refresh_token: &str) -> Option<Tokens> {
+    async fn refresh(&self, app: &App, refresh_token: &str) -> Renewal {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let renew = async {
             let call = app
@@ -160,10 +172,14 @@ impl Refresher {
             app.backend.json::<Tokens>(call).await
         };
         match self.recent.try_get_with(key, renew).await {
-            Ok(tokens) => Some(tokens),
-            Err(error) => {
+            Ok(tokens) => Renewal::Renewed(tokens),
+            Err(error) if error.status().is_some_and(|s| s.is_client_error()) => {
                 tracing::debug!(%error, "session refresh refused");
-                None
+                Renewal::Refused
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot renew a session now; it is kept");
+                Renewal::Unknown
             }
         }
     }
@@ -306,14 +322,16 @@ async fn user(
         return (None, jar);
     };
     match app.refresher.refresh(app, &refresh).await {
-        Some(tokens) => match verified(app, &tokens.access_token).await {
+        Renewal::Renewed(tokens) => match verified(app, &tokens.access_token).await {
             Ok(claims) => {
                 let jar = sign_in(app, jar, &tokens, &name);
                 (Some(from(tokens.access_token, claims, name)), jar)
             }
             Err(_) => (None, jar),
         },
-        None => (None, sign_out(app, jar)),
+        // Only identity's definite no ends the session.
+        Renewal::Refused => (None, sign_out(app, jar)),
+        Renewal::Unknown => (None, jar),
     }
 }
 
@@ -477,6 +495,91 @@ mod tests {
         assert!(same_origin(&headers));
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&headers), "another site's page");
+    }
+
+    /// A stand-in identity: its JWKS publishes `signer`'s key, and a refresh
+    /// answers the status in the returned cell (401 a problem, 503 nothing).
+    async fn identity(
+        signer: &bazaar_platform::auth::TokenSigner,
+    ) -> (url::Url, std::sync::Arc<std::sync::atomic::AtomicU16>) {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let answer = std::sync::Arc::new(AtomicU16::new(503));
+        let status = answer.clone();
+        let jwks = bazaar_platform::auth::Jwks {
+            keys: vec![signer.jwk()],
+        };
+        let router = axum::Router::new()
+            .route(
+                bazaar_platform::auth::JWKS_PATH,
+                axum::routing::get(move || {
+                    let jwks = jwks.clone();
+                    async move { axum::Json(jwks) }
+                }),
+            )
+            .route(
+                "/api/v1/auth/refresh",
+                axum::routing::post(move || {
+                    let code = status.load(Ordering::SeqCst);
+                    async move {
+                        let code = http::StatusCode::from_u16(code).unwrap();
+                        let body = serde_json::json!({"type": "about:blank", "title": "no", "status": code.as_u16(), "detail": "The refresh token is invalid."});
+                        (code, axum::Json(body))
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, answer)
+    }
+
+    #[tokio::test]
+    async fn only_a_definite_no_from_identity_ends_a_session() {
+        use std::sync::atomic::Ordering;
+        let signer = bazaar_platform::auth::TokenSigner::from_seed(&[3; 32]);
+        let (identity, answer) = identity(&signer).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = bazaar_platform::Config::for_test("storefront", dir.path());
+        config
+            .upstreams
+            .insert("identity".to_owned(), vec![identity]);
+        let storefront = bazaar_testkit::start::<crate::Storefront>(config).await;
+        let now = bazaar_platform::auth::now_seconds();
+        let expired = signer.sign(&bazaar_platform::auth::Claims {
+            sub: uuid::Uuid::now_v7().to_string(),
+            role: "customer".into(),
+            exp: now - 600,
+            iat: now - 1500,
+            jti: "j".into(),
+            iss: bazaar_platform::auth::ISSUER.into(),
+            aud: bazaar_platform::auth::AUDIENCE.into(),
+        });
+        let http = reqwest::Client::new();
+        let visit = |refresh: &'static str| {
+            http.get(storefront.url("/login"))
+                .header(
+                    header::COOKIE,
+                    format!("{ACCESS_COOKIE}={expired}; {REFRESH_COOKIE}={refresh}"),
+                )
+                .send()
+        };
+        let removes_the_session = |res: &reqwest::Response| {
+            res.headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|c| c.starts_with(&format!("{REFRESH_COOKIE}=;")) && c.contains("Max-Age=0"))
+        };
+        // Identity failing (503): no verdict, the session cookies stay.
+        let res = visit("r-1").await.unwrap();
+        assert!(!removes_the_session(&res), "signed out on a 503");
+        // Identity refusing the token (401): the session ends.
+        answer.store(401, Ordering::SeqCst);
+        let res = visit("r-2").await.unwrap();
+        assert!(removes_the_session(&res), "a refused refresh token is kept");
+        storefront.stop().await;
     }
 
     #[test]
