@@ -335,16 +335,14 @@ impl Verifier {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
     }
 
-    /// Whether the remote key set is older than its max age and no
+    /// Whether a fetched remote key set is older than its max age and no
     /// background fetch started within `REFRESH_GAP`; if so, notes that one
-    /// starts now.
+    /// starts now. A set never fetched is not due: the first token's
+    /// unknown key fetches it.
     fn due_for_refresh(&self) -> bool {
-        if !matches!(self.source, KeySource::Remote(_)) {
-            return false;
-        }
         let mut fetched = crate::client::lock(&self.fetched);
         let (last_fetch, last_try) = *fetched;
-        let stale = last_fetch.is_none_or(|at| at.elapsed() >= self.max_age);
+        let stale = last_fetch.is_some_and(|at| at.elapsed() >= self.max_age);
         let trying = last_try.is_some_and(|at| at.elapsed() < REFRESH_GAP);
         if stale && !trying {
             fetched.1 = Some(tokio::time::Instant::now());
@@ -399,12 +397,7 @@ impl Verifier {
     /// Verifies a compact JWS access token.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = now_seconds();
-        let have_keys = !self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_empty();
-        if have_keys && self.due_for_refresh() {
+        if self.due_for_refresh() {
             // Fetched again off the request path; this token is checked
             // against the keys at hand.
             let verifier = self.clone();
@@ -560,12 +553,7 @@ mod tests {
                 async move { axum::Json(Jwks { keys }) }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (url, published)
+        (bazaar_testkit::serve(router).await, published)
     }
 
     #[tokio::test]
@@ -633,7 +621,7 @@ mod tests {
         // Identity gone: the key set goes stale, refreshing fails, the key stays.
         let gone = Verifier {
             source: KeySource::Remote(Box::new(HttpClient::new(
-                Endpoints::new("identity", vec![bazaar_testkit_refused()]),
+                Endpoints::new("identity", vec![bazaar_testkit::refused_url("http")]),
                 Policy::default(),
             ))),
             ..verifier.clone()
@@ -643,16 +631,6 @@ mod tests {
             assert!(gone.verify(&token).await.is_ok());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// A URL nothing listens on.
-    fn bazaar_testkit_refused() -> url::Url {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("http://127.0.0.1:{port}").parse().unwrap()
     }
 
     #[test]

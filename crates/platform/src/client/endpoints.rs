@@ -211,7 +211,6 @@ impl Endpoints {
                 node.in_flight.fetch_add(1, Ordering::Relaxed);
                 return Ok(Lease {
                     node: node.clone(),
-                    service: self.service_arc(),
                     admission,
                     policy,
                     settled: false,
@@ -229,7 +228,6 @@ impl Endpoints {
 /// outcome to its breaker. Dropped without a verdict, it gives back a probe slot.
 pub(crate) struct Lease {
     node: Arc<Node>,
-    service: Arc<str>,
     admission: Admission,
     policy: BreakerPolicy,
     settled: bool,
@@ -246,7 +244,7 @@ impl Lease {
         self.settled = true;
         let changed = lock(&self.node.breaker).on_success(self.admission);
         if let Some(state) = changed {
-            tracing::info!(service = %self.service, url = %self.node.url, ?state, "Circuit closed.");
+            tracing::info!(service = %self.endpoints.service(), url = %self.node.url, ?state, "Circuit closed.");
         }
     }
 
@@ -257,7 +255,7 @@ impl Lease {
             lock(&self.node.breaker).on_failure(self.admission, Instant::now(), &self.policy);
         if let Some(state) = changed {
             tracing::warn!(
-                service = %self.service,
+                service = %self.endpoints.service(),
                 url = %self.node.url,
                 ?state,
                 "Circuit opened: the instance is ejected until a probe or its health check succeeds."
@@ -276,6 +274,19 @@ impl Drop for Lease {
     }
 }
 
+impl Inner {
+    /// The instances whose breaker is not closed.
+    fn ejected(&self) -> Vec<Arc<Node>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|node| lock(&node.breaker).state() != BreakerState::Closed)
+            .cloned()
+            .collect()
+    }
+}
+
 /// The health-check task of one [`Endpoints`]: see [`Endpoints::watch`].
 async fn watch_ejected(inner: Weak<Inner>) {
     loop {
@@ -283,28 +294,12 @@ async fn watch_ejected(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let ejected: Vec<Arc<Node>> = {
-            let nodes = inner
-                .nodes
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            nodes
-                .iter()
-                .filter(|node| lock(&node.breaker).state() != BreakerState::Closed)
-                .cloned()
-                .collect()
-        };
+        let ejected = inner.ejected();
         if ejected.is_empty() {
             inner.watching.store(false, Ordering::Release);
             // An ejection between the look and the store found the flag
             // still set and started no task: look once more.
-            let again = inner
-                .nodes
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .any(|node| lock(&node.breaker).state() != BreakerState::Closed);
-            if !again || inner.watching.swap(true, Ordering::AcqRel) {
+            if inner.ejected().is_empty() || inner.watching.swap(true, Ordering::AcqRel) {
                 return;
             }
             continue;
@@ -357,10 +352,7 @@ mod tests {
                 async move { StatusCode::from_u16(status).unwrap() }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (url(&format!("http://{addr}")), cell)
+        (bazaar_testkit::serve(router).await, cell)
     }
 
     fn eject(endpoints: &Endpoints) {
