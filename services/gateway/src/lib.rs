@@ -30,7 +30,7 @@ use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get};
 use bazaar_platform::auth::Verifier;
-use bazaar_platform::client::{Deadlines, Endpoints, Policy, Stack};
+use bazaar_platform::client::{ByClass, Deadlines, Endpoints, Policy, Stack};
 use bazaar_platform::problem::Problem;
 use bazaar_platform::server::DEFAULT_BODY_LIMIT;
 use bazaar_platform::server::{Context, Routes, Service};
@@ -60,47 +60,26 @@ struct State {
     trusted: Arc<[IpNet]>,
 }
 
-/// The calls to one upstream service: reads and writes have deadlines of
-/// their own and separate permits (a flood of slow writes cannot starve the
-/// reads), over the same instances and breakers.
-#[derive(Clone, Debug)]
-struct Upstream {
-    reads: Stack,
-    writes: Stack,
-}
+/// The calls to one upstream service: reads and writes have deadlines and
+/// permits of their own, over the same instances and breakers.
+type Upstream = ByClass<Stack>;
 
-impl Upstream {
-    fn new(name: &str, urls: Vec<url::Url>, deadlines: &Deadlines) -> Self {
-        let endpoints = Endpoints::new(name, urls);
-        let (reads, writes) = if name == routes::PAGES {
-            // A page gathers other services' answers, up to two rounds of
-            // the storefront's own read deadline; a form post may write.
-            let page = Policy {
-                deadline: deadlines.read.saturating_mul(2),
-                max_retries: 0,
-                ..Policy::write(deadlines)
-            };
-            (page, Policy::write(deadlines))
-        } else {
-            (Policy::read(deadlines), Policy::write(deadlines))
-        };
-        Self {
-            reads: Stack::new(endpoints.clone(), reads),
-            writes: Stack::new(endpoints, writes),
+fn upstream(name: &str, urls: Vec<url::Url>, deadlines: &Deadlines) -> Upstream {
+    let endpoints = Endpoints::new(name, urls);
+    let reads = if name == routes::PAGES {
+        // A page gathers other services' answers, up to two rounds of the
+        // storefront's own read deadline.
+        Policy {
+            deadline: deadlines.read.saturating_mul(2),
+            max_retries: 0,
+            ..Policy::write(deadlines)
         }
-    }
-
-    /// The stack for a request with this method.
-    fn stack(&self, method: &http::Method) -> &Stack {
-        if matches!(*method, http::Method::GET | http::Method::HEAD) {
-            &self.reads
-        } else {
-            &self.writes
-        }
-    }
-
-    fn endpoints(&self) -> &Endpoints {
-        self.reads.endpoints()
+    } else {
+        Policy::read(deadlines)
+    };
+    ByClass {
+        reads: Stack::new(endpoints.clone(), reads),
+        writes: Stack::new(endpoints, Policy::write(deadlines)),
     }
 }
 
@@ -130,7 +109,7 @@ impl Gateway {
         }
         let upstreams = instances
             .iter()
-            .map(|(name, urls)| (name.clone(), Upstream::new(name, urls.clone(), &deadlines)))
+            .map(|(name, urls)| (name.clone(), upstream(name, urls.clone(), &deadlines)))
             .collect();
         let trusted: Arc<[IpNet]> = settings.trusted_proxies.clone().into();
         let own_spec = openapi::own();

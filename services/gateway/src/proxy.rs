@@ -128,7 +128,7 @@ pub async fn handler(AxumState(state): AxumState<State>, req: Request) -> Respon
     // if it is the last word the client should see it as the service said it.
     let last_answer: Arc<Mutex<Option<Response>>> = Arc::default();
     let result = upstream
-        .stack(&parts.method)
+        .for_method(&parts.method)
         .call(Idempotency::of_method(&parts.method), |target| {
             let uri: Result<Uri, _> = format!(
                 "{}{}",

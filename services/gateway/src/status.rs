@@ -92,6 +92,7 @@ pub async fn handler(AxumState(state): AxumState<State>) -> Json<Status> {
         let state = state.clone();
         async move {
             let instances = upstream
+                .reads
                 .endpoints()
                 .urls()
                 .into_iter()

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bazaar_platform::client::{CallError, Deadlines, Endpoints, HttpClient, Idempotency, Policy};
+use bazaar_platform::client::{
+    ByClass, CallError, Deadlines, Endpoints, HttpClient, Idempotency, Policy,
+};
 use bazaar_platform::problem::{FieldError, Problem};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
@@ -28,15 +30,10 @@ pub const OPTIONAL_BUDGET: Duration = Duration::from_millis(200);
 /// The clients of every backend service, by name.
 #[derive(Clone, Debug)]
 pub struct Backend {
-    clients: Arc<BTreeMap<String, Clients>>,
-}
-
-/// The calls to one service: reads (short deadline, each attempt bounded,
-/// retried on another instance) and writes, over the same instances.
-#[derive(Clone, Debug)]
-struct Clients {
-    reads: HttpClient,
-    writes: HttpClient,
+    /// Per service, one client for reads (short deadline, each attempt
+    /// bounded, retried on another instance) and one for writes, over the
+    /// same instances.
+    clients: Arc<BTreeMap<String, ByClass<HttpClient>>>,
 }
 
 /// Why a backend call did not give what was asked.
@@ -155,7 +152,7 @@ impl Backend {
             .iter()
             .map(|(name, urls)| {
                 let endpoints = Endpoints::new(name, urls.clone());
-                let clients = Clients {
+                let clients = ByClass {
                     reads: HttpClient::new(endpoints.clone(), Policy::read(deadlines)),
                     writes: HttpClient::new(endpoints, Policy::write(deadlines)),
                 };
@@ -237,11 +234,7 @@ impl Backend {
         } else {
             Idempotency::of_method(&call.method)
         };
-        let client = if matches!(call.method, Method::GET | Method::HEAD) {
-            &clients.reads
-        } else {
-            &clients.writes
-        };
+        let client = clients.for_method(&call.method);
         let budget = call.budget;
         let mut request = Request::new(call.body.unwrap_or_default());
         *request.method_mut() = call.method;
@@ -324,11 +317,7 @@ mod tests {
                 "/quick",
                 get(|| async { axum::Json(serde_json::json!({"ok": true})) }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url: Url = format!("http://{}", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = bazaar_testkit::serve(router).await;
         let upstreams = BTreeMap::from([("notifications".to_owned(), vec![url])]);
         Backend::new(&upstreams, &Deadlines::default())
     }

@@ -33,7 +33,7 @@ pub use endpoints::{Endpoints, HEALTH_CHECK_EVERY, HEALTH_CHECK_LIMIT};
 pub use error::{CallError, Side, UpstreamStatus};
 pub use grpc_client::GrpcClient;
 pub use http_client::HttpClient;
-pub use policy::{Deadlines, Policy};
+pub use policy::{ByClass, Deadlines, Policy};
 pub use stack::{Failure, Idempotency, Retry, Stack, Target};
 
 /// Locks a std mutex, shrugging off poisoning: the guarded state is a few

@@ -71,6 +71,29 @@ impl Default for Deadlines {
     }
 }
 
+/// One `T` for reads and one for writes, each call taking the one its
+/// method says: reads are GET and HEAD, everything else writes. Callers that
+/// wait (the gateway, the storefront) keep a stack of each over the same
+/// instances, so slow writes cannot take the permits reads need.
+#[derive(Debug, Clone)]
+pub struct ByClass<T> {
+    /// For GET and HEAD.
+    pub reads: T,
+    /// For every other method.
+    pub writes: T,
+}
+
+impl<T> ByClass<T> {
+    /// The one for a request with `method`.
+    pub fn for_method(&self, method: &http::Method) -> &T {
+        if matches!(*method, http::Method::GET | http::Method::HEAD) {
+            &self.reads
+        } else {
+            &self.writes
+        }
+    }
+}
+
 impl Policy {
     /// The policy for reads: a short deadline, each attempt bounded.
     pub fn read(deadlines: &Deadlines) -> Self {
