@@ -28,9 +28,8 @@
 //! strings end up in more logs than headers do: prefer the header where
 //! the client can set one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -55,7 +54,7 @@ use uuid::Uuid;
 
 use crate::domain::Page;
 use crate::error::Error;
-use crate::live::{Hub, Listener};
+use crate::live::{Full, Hub, Listener};
 use crate::metrics::{NotificationMetrics, StreamGuard};
 use crate::store::{self, Notification};
 
@@ -67,68 +66,6 @@ pub(crate) struct AppState {
     pub(crate) metrics: NotificationMetrics,
     /// Keep-alive period of idle streams.
     pub(crate) keep_alive: Duration,
-    /// The open streams, against their caps.
-    pub(crate) streams: Streams,
-}
-
-/// The live streams this process holds open, by user, with their caps.
-#[derive(Clone, Debug)]
-pub(crate) struct Streams {
-    open: Arc<Mutex<(usize, HashMap<Uuid, usize>)>>,
-    per_user: usize,
-    total: usize,
-}
-
-impl Streams {
-    pub(crate) fn new(per_user: usize, total: usize) -> Self {
-        Self {
-            open: Arc::default(),
-            per_user,
-            total,
-        }
-    }
-
-    /// A slot for one more stream of `user`, held until dropped.
-    fn open(&self, user: Uuid) -> Result<StreamSlot, Error> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if open.0 >= self.total {
-            return Err(Error::StreamsFull);
-        }
-        let mine = open.1.entry(user).or_default();
-        if *mine >= self.per_user {
-            return Err(Error::TooManyStreams(self.per_user));
-        }
-        *mine += 1;
-        open.0 += 1;
-        Ok(StreamSlot {
-            streams: self.clone(),
-            user,
-        })
-    }
-}
-
-/// One open stream's place under the caps.
-#[derive(Debug)]
-struct StreamSlot {
-    streams: Streams,
-    user: Uuid,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .streams
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        open.0 = open.0.saturating_sub(1);
-        if let Some(mine) = open.1.get_mut(&self.user) {
-            *mine = mine.saturating_sub(1);
-            if *mine == 0 {
-                open.1.remove(&self.user);
-            }
-        }
-    }
 }
 
 /// How long a stream opened with a token expiring at `exp` (seconds since
@@ -382,7 +319,6 @@ async fn stream(
         Problem::from(e)
     })?;
     let me = user.id;
-    let slot = state.streams.open(me)?;
     tracing::Span::current().record("user_id", tracing::field::display(me));
     let resume = headers
         .get("last-event-id")
@@ -396,7 +332,10 @@ async fn stream(
 
     // Listen before looking at the database, so a notification stored in
     // between is either in what the query finds or in what the hub gets.
-    let listener = state.hub.listen(me);
+    let listener = state.hub.listen(me).map_err(|full| match full {
+        Full::User(max) => Error::TooManyStreams(max),
+        Full::All => Error::StreamsFull,
+    })?;
     let cursor = match resume {
         Some(id) => Some(id),
         None => store::newest(state.db.pool(), me).await?,
@@ -409,7 +348,6 @@ async fn stream(
         pending: VecDeque::new(),
         listener,
         _open: state.metrics.stream_opened(),
-        _slot: slot,
     };
     let expiry = tokio::time::sleep(lasts(exp, auth::now_seconds()));
     tracing::info!(resume = ?resume, "stream opened");
@@ -449,7 +387,6 @@ struct LiveFeed {
     pending: VecDeque<Notification>,
     listener: Listener,
     _open: StreamGuard,
-    _slot: StreamSlot,
 }
 
 impl LiveFeed {

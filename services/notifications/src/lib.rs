@@ -147,7 +147,7 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
     };
     ctx.spawn("mail", |shutdown| postman.run(shutdown));
 
-    let hub = live::Hub::default();
+    let hub = live::Hub::new(settings.max_streams_per_user, settings.max_streams);
     let feed = consumer::Feed {
         events,
         metrics: metrics.clone(),
@@ -159,7 +159,6 @@ pub async fn build(ctx: Context, settings: Settings) -> anyhow::Result<Routes> {
         hub: hub.clone(),
         metrics: metrics.clone(),
         keep_alive: settings.keep_alive,
-        streams: http::Streams::new(settings.max_streams_per_user, settings.max_streams),
     };
     Ok(Routes::new(http::router(state, verifier))
         .subscribe(Subscription::new(

@@ -78,10 +78,37 @@ impl TryFrom<NotificationCreated> for Notification {
 const CHANNEL: usize = 64;
 
 /// The streams connected to this replica, by user: one broadcast channel
-/// per user with at least one stream, removed when the last one goes.
-#[derive(Clone, Debug, Default)]
+/// per user with at least one stream, removed when the last one goes. A
+/// channel's receivers are that user's streams here, so the caps on streams
+/// per user and in all are checked against them.
+#[derive(Clone, Debug)]
 pub(crate) struct Hub {
-    users: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<Notification>>>>>,
+    state: Arc<Mutex<State>>,
+    per_user: usize,
+    total: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: HashMap<Uuid, broadcast::Sender<Arc<Notification>>>,
+    /// Streams open here, every user's together.
+    open: usize,
+}
+
+impl Default for Hub {
+    /// A hub without caps.
+    fn default() -> Self {
+        Self::new(usize::MAX, usize::MAX)
+    }
+}
+
+/// Why a stream was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The user holds this many already, the most one may.
+    User(usize),
+    /// This replica holds as many as it may.
+    All,
 }
 
 /// One stream's place in the hub; leaving it (drop) frees the user's
@@ -95,25 +122,51 @@ pub(crate) struct Listener {
 }
 
 impl Hub {
-    /// Starts listening to `user`'s new notifications.
-    pub(crate) fn listen(&self, user: Uuid) -> Listener {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        let rx = users
+    /// A hub letting in `per_user` streams per user and `total` in all.
+    pub(crate) fn new(per_user: usize, total: usize) -> Self {
+        Self {
+            state: Arc::default(),
+            per_user,
+            total,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts listening to `user`'s new notifications, unless the user or
+    /// this replica holds as many streams as it may.
+    pub(crate) fn listen(&self, user: Uuid) -> Result<Listener, Full> {
+        let mut state = self.state();
+        if state.open >= self.total {
+            return Err(Full::All);
+        }
+        let mine = state
+            .users
+            .get(&user)
+            .map_or(0, broadcast::Sender::receiver_count);
+        if mine >= self.per_user {
+            return Err(Full::User(self.per_user));
+        }
+        let rx = state
+            .users
             .entry(user)
             .or_insert_with(|| broadcast::channel(CHANNEL).0)
             .subscribe();
-        Listener {
+        state.open += 1;
+        Ok(Listener {
             hub: self.clone(),
             user,
             rx,
-        }
+        })
     }
 
     /// Hands `notification` to its user's streams on this replica; how
     /// many there were.
     pub(crate) fn push(&self, notification: Notification) -> usize {
-        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        users
+        self.state()
+            .users
             .get(&notification.user_id)
             .map_or(0, |tx| tx.send(Arc::new(notification)).unwrap_or(0))
     }
@@ -121,27 +174,22 @@ impl Hub {
     /// Users with at least one stream here.
     #[cfg(test)]
     pub(crate) fn users(&self) -> usize {
-        self.users
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.state().users.len()
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let mut users = self
-            .hub
-            .users
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.hub.state();
+        state.open = state.open.saturating_sub(1);
         // This listener's receiver is still alive here: it is the last one
         // when it is the only one.
-        if users
+        if state
+            .users
             .get(&self.user)
             .is_some_and(|tx| tx.receiver_count() <= 1)
         {
-            users.remove(&self.user);
+            state.users.remove(&self.user);
         }
     }
 }
@@ -204,8 +252,8 @@ mod tests {
     async fn a_user_gets_only_their_own_and_channels_go_with_the_last_stream() {
         let hub = Hub::default();
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut first = hub.listen(ann);
-        let second = hub.listen(ann);
+        let mut first = hub.listen(ann).unwrap();
+        let second = hub.listen(ann).unwrap();
         assert_eq!(hub.users(), 1);
         assert_eq!(hub.push(notification(bob)), 0, "bob has no stream");
         let sent = notification(ann);
@@ -215,6 +263,19 @@ mod tests {
         assert_eq!(hub.users(), 1, "one stream of ann is left");
         drop(first);
         assert_eq!(hub.users(), 0);
+    }
+
+    #[test]
+    fn streams_are_capped_per_user_and_in_all_and_a_closed_one_frees_its_place() {
+        let hub = Hub::new(2, 3);
+        let (ann, bob, cy) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let first = hub.listen(ann).unwrap();
+        let _second = hub.listen(ann).unwrap();
+        assert_eq!(hub.listen(ann).unwrap_err(), Full::User(2));
+        let _bob = hub.listen(bob).unwrap();
+        assert_eq!(hub.listen(cy).unwrap_err(), Full::All);
+        drop(first);
+        assert!(hub.listen(ann).is_ok());
     }
 
     #[test]
