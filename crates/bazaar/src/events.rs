@@ -73,15 +73,8 @@ pub struct DeadLettersArgs {
 /// Runs `bazaar events …`.
 pub fn main(command: &EventsCommand) -> ExitCode {
     let EventsCommand::DeadLetters(args) = command;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(dead_letters(args)) {
         Ok(text) => {

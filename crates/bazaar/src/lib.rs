@@ -16,3 +16,19 @@ pub mod registry;
 pub mod seed;
 pub mod serve;
 pub mod up;
+
+/// A single-threaded Tokio runtime for a command that mostly waits (the
+/// launcher, `bazaar events`), or `None` after saying on stderr why there is
+/// none.
+pub(crate) fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}

@@ -427,12 +427,7 @@ pub(crate) struct Saga {
 impl Saga {
     /// The lines as the calls to inventory name them.
     pub(crate) fn order_lines(&self) -> Lines {
-        Lines::from_stored(
-            self.lines
-                .iter()
-                .map(|l| (l.product_id, l.quantity))
-                .collect(),
-        )
+        lines_of(&self.lines)
     }
 
     /// Takes catalog's titles, sellers and prices, and the total, as
@@ -504,6 +499,11 @@ async fn saga_lines<'e>(
     .iter()
     .map(|row| line_row(row).map(|(_, line)| line))
     .collect()
+}
+
+/// What stored lines order: product and quantity, in their order.
+fn lines_of(lines: &[Line]) -> Lines {
+    Lines::from_stored(lines.iter().map(|l| (l.product_id, l.quantity)).collect())
 }
 
 /// The saga state of order `id`.
@@ -792,9 +792,7 @@ pub(crate) async fn claim_cart_clears(
         if let Some(taken) = taken {
             let id = uuid(&id)?;
             let user = uuid(&taken.get::<String, _>(0))?;
-            let lines = saga_lines(&mut *conn, id).await?;
-            let lines =
-                Lines::from_stored(lines.iter().map(|l| (l.product_id, l.quantity)).collect());
+            let lines = lines_of(&saga_lines(&mut *conn, id).await?);
             claimed.push((id, user, lines));
         }
     }

@@ -47,15 +47,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub fn main(args: UpArgs) -> ExitCode {
     // One thread is plenty to copy logs and wait on children, and keeps the
     // launcher's own footprint small.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return ExitCode::FAILURE;
     };
     let code = runtime.block_on(async {
         match run(args).await {
