@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 /// A call not answered within this failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long inventory may take to show a new product's stock.
+pub const STOCK_LIMIT: Duration = Duration::from_secs(30);
 /// The password of every account a benchmark makes.
 pub const PASSWORD: &str = "bench-password-1";
 
@@ -133,5 +135,50 @@ impl Api {
     pub async fn account(&self, email: String, role: &str) -> anyhow::Result<Account> {
         self.register(&email, role).await?;
         self.login(&email).await
+    }
+
+    /// Creates a product as `seller` (`fields` as `POST /api/v1/products`
+    /// takes them) and returns its id once inventory shows its stock, so an
+    /// order of it cannot meet "no stock record".
+    pub async fn product(&self, seller: &Account, fields: &Value) -> anyhow::Result<String> {
+        let created = self
+            .expect(
+                Method::POST,
+                "/api/v1/products",
+                Some(&seller.token),
+                Some(fields),
+                201,
+            )
+            .await?;
+        let id = created["id"]
+            .as_str()
+            .context("no id in the created product")?
+            .to_owned();
+        let path = format!("/api/v1/inventory/{id}");
+        let deadline = std::time::Instant::now() + STOCK_LIMIT;
+        loop {
+            let (status, _) = self.call(Method::GET, &path, None, None).await?;
+            if status == 200 {
+                return Ok(id);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "inventory did not show product {id} within {} s",
+                    STOCK_LIMIT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The slug of the first category, to sell benchmark products in.
+    pub async fn first_category(&self) -> anyhow::Result<String> {
+        let categories = self
+            .expect(Method::GET, "/api/v1/categories", None, None, 200)
+            .await?;
+        Ok(categories[0]["slug"]
+            .as_str()
+            .context("no category to sell in")?
+            .to_owned())
     }
 }

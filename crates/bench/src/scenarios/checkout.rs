@@ -133,7 +133,6 @@ const CARD: &str = "4242424242424242";
 /// How long the orders of one rate may take to settle after its last POST.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// How long a new product may take to reach inventory.
-const STOCK_LIMIT: Duration = Duration::from_secs(30);
 /// GETs in flight when reading the orders back.
 const READ_CONCURRENCY: usize = 8;
 /// Access tokens live 15 min; buyers sign in again after this.
@@ -1090,46 +1089,16 @@ fn run_backend(
     })
 }
 
-/// Checkout's own use of the API.
-impl Api {
-    /// A product with [`STOCK`] units, once inventory shows it.
-    async fn product(&self, seller: &Account, category: &str, i: u16) -> anyhow::Result<String> {
-        let body = json!({
-            "title": format!("Benchmark item {i}"),
-            "description": "Made by bazaar bench checkout.",
-            "price": {"amount": 1000 + i64::from(i), "currency": "EUR"},
-            "category": category,
-            "initial_stock": STOCK,
-        });
-        let created = self
-            .expect(
-                Method::POST,
-                "/api/v1/products",
-                Some(&seller.token),
-                Some(&body),
-                201,
-            )
-            .await?;
-        let id = created["id"]
-            .as_str()
-            .context("no id in the created product")?
-            .to_owned();
-        let path = format!("/api/v1/inventory/{id}");
-        let deadline = Instant::now() + STOCK_LIMIT;
-        loop {
-            let (status, _) = self.call(Method::GET, &path, None, None).await?;
-            if status == 200 {
-                return Ok(id);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "inventory did not show product {id} within {} s",
-                    STOCK_LIMIT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// A product with [`STOCK`] units, once inventory shows it.
+async fn product(api: &Api, seller: &Account, category: &str, i: u16) -> anyhow::Result<String> {
+    let fields = json!({
+        "title": format!("Benchmark item {i}"),
+        "description": "Made by bazaar bench checkout.",
+        "price": {"amount": 1000 + i64::from(i), "currency": "EUR"},
+        "category": category,
+        "initial_stock": STOCK,
+    });
+    api.product(seller, &fields).await
 }
 
 /// When each order's notification arrived, by order id.
@@ -1210,7 +1179,7 @@ async fn measure(
         .to_owned();
     let mut products = Vec::new();
     for i in 0..args.products {
-        products.push(api.product(&seller, &category, i).await?);
+        products.push(product(&api, &seller, &category, i).await?);
     }
     let mut emails = Vec::new();
     for i in 0..args.buyers {

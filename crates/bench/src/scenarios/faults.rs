@@ -181,32 +181,16 @@ fn run(args: &Args, bazaar: &Path) -> anyhow::Result<Report> {
     result.with_context(|| format!("fleet output:\n{}", fleet.output()))
 }
 
-/// A product with stock, sold by a new seller; its id.
-async fn product(api: &Api, seller: &Account, i: u32) -> anyhow::Result<String> {
-    let categories = api
-        .expect(Method::GET, "/api/v1/categories", None, None, 200)
-        .await?;
-    let category = categories[0]["slug"]
-        .as_str()
-        .context("no category to sell in")?
-        .to_owned();
-    let body = json!({
+/// A product with ample stock in `category`, once inventory shows it.
+async fn product(api: &Api, seller: &Account, category: &str, i: u32) -> anyhow::Result<String> {
+    let fields = json!({
         "title": format!("Fault item {i}"),
         "description": "Made by bazaar bench faults.",
         "price": {"amount": 1500 + i, "currency": "EUR"},
         "category": category,
         "initial_stock": 1_000_000,
     });
-    let created = api
-        .expect(
-            Method::POST,
-            "/api/v1/products",
-            Some(&seller.token),
-            Some(&body),
-            201,
-        )
-        .await?;
-    Ok(created["id"].as_str().context("no product id")?.to_owned())
+    api.product(seller, &fields).await
 }
 
 async fn matrix(fleet: &Fleet) -> anyhow::Result<Vec<Frozen>> {
@@ -218,26 +202,16 @@ async fn matrix(fleet: &Fleet) -> anyhow::Result<Vec<Frozen>> {
     let buyer = api
         .account(format!("buyer-{tag}@matrix.example"), "customer")
         .await?;
-    let id = product(&api, &seller, 0).await?;
-    // Once inventory knows it, one in the cart, so the cart page needs the catalog.
-    let started = Instant::now();
-    loop {
-        let put = api
-            .call(
-                Method::PUT,
-                &format!("/api/v1/cart/items/{id}"),
-                Some(&buyer.token),
-                Some(&json!({"quantity": 1})),
-            )
-            .await?;
-        if put.0 == 200 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("cannot put the product in the cart: {put:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let id = product(&api, &seller, &api.first_category().await?, 0).await?;
+    // One in the cart, so the cart page needs the catalog.
+    api.expect(
+        Method::PUT,
+        &format!("/api/v1/cart/items/{id}"),
+        Some(&buyer.token),
+        Some(&json!({"quantity": 1})),
+        200,
+    )
+    .await?;
     let api_probe = |path: String| Probe { path, page: false };
     let page = |path: String| Probe { path, page: true };
     let probes = [
@@ -324,9 +298,10 @@ async fn measure(args: &Args, fleet: &Fleet, matrix: Vec<Frozen>) -> anyhow::Res
     let seller = api
         .account(format!("seller-{tag}@bench.example"), "seller")
         .await?;
+    let category = api.first_category().await?;
     let mut products = Vec::new();
     for i in 0..4 {
-        products.push(product(&api, &seller, i).await?);
+        products.push(product(&api, &seller, &category, i).await?);
     }
     eprintln!(
         "frozen replica: {} reads/s, catalog-1 frozen for {} s…",
