@@ -148,6 +148,22 @@ impl Drop for NatsStream {
     }
 }
 
+/// Serves `router` on a free port of 127.0.0.1 for the rest of the test: a
+/// stand-in for an upstream (identity's JWKS, an instance's `/readyz`).
+/// Its base URL.
+pub async fn serve(router: axum::Router) -> url::Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = url::Url::parse(&format!(
+        "http://{}",
+        listener.local_addr().expect("an address")
+    ))
+    .expect("a URL");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 /// A local port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

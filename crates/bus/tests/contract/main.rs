@@ -11,7 +11,7 @@ use std::time::Duration;
 use bazaar_bus::subscription::{self, DeadLetter, Handler, Outcome, Subscription};
 use bazaar_bus::{Envelope, Event as _, metrics::BusMetrics, outbox};
 use serde_json::json;
-use support::{Item, brokers, receive, service_dbs};
+use support::{Item, Running, brokers, receive, service_dbs};
 
 #[tokio::test]
 async fn events_of_a_subject_arrive_in_order_and_all_arrive() {
@@ -333,16 +333,7 @@ async fn a_poison_event_is_dead_lettered_after_max_attempts() {
         let sub = Subscription::new("picky-eater", &[Item::TOPIC], AlwaysFails)
             .max_attempts(3)
             .backoff(Duration::from_millis(20), Duration::from_millis(50));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(subscription::run(
-            sub.clone(),
-            db.pool.clone(),
-            b.broker.clone(),
-            BusMetrics::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let runner = Running::start(sub.clone(), &db.pool, &b.broker, BusMetrics::default());
         let dlq = subscription::dead_letter_topic("picky-eater");
         let mut watcher = b
             .broker
@@ -363,8 +354,7 @@ async fn a_poison_event_is_dead_lettered_after_max_attempts() {
             "[{}]",
             b.name
         );
-        let _ = stop.send(());
-        runner.await.unwrap();
+        runner.stop().await;
     }
 }
 
@@ -382,16 +372,7 @@ async fn a_transient_failure_is_retried_past_any_count_until_it_succeeds() {
         };
         let sub = Subscription::new("patient", &[Item::TOPIC], handler)
             .backoff(Duration::from_millis(5), Duration::from_millis(20));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(subscription::run(
-            sub.clone(),
-            db.pool.clone(),
-            b.broker.clone(),
-            BusMetrics::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let runner = Running::start(sub.clone(), &db.pool, &b.broker, BusMetrics::default());
         let started = std::time::Instant::now();
         while seen.load(std::sync::atomic::Ordering::SeqCst) < 13 {
             assert!(
@@ -424,8 +405,7 @@ async fn a_transient_failure_is_retried_past_any_count_until_it_succeeds() {
             "[{}]",
             b.name
         );
-        let _ = stop.send(());
-        runner.await.unwrap();
+        runner.stop().await;
     }
 }
 
@@ -436,16 +416,7 @@ async fn poison_goes_to_dead_letters_on_its_first_delivery() {
         let bad = Item::envelope("x", 34);
         b.broker.publish(&bad).await.unwrap();
         let sub = Subscription::new("strict", &[Item::TOPIC], Rejects);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(subscription::run(
-            sub.clone(),
-            db.pool.clone(),
-            b.broker.clone(),
-            BusMetrics::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let runner = Running::start(sub.clone(), &db.pool, &b.broker, BusMetrics::default());
         let dlq = subscription::dead_letter_topic("strict");
         let mut watcher = b
             .broker
@@ -457,8 +428,7 @@ async fn poison_goes_to_dead_letters_on_its_first_delivery() {
         assert_eq!(letter.attempts, 1, "[{}] not retried", b.name);
         assert_eq!(letter.event.id, bad.id);
         assert!(letter.error.contains("no such seller"), "{}", letter.error);
-        let _ = stop.send(());
-        runner.await.unwrap();
+        runner.stop().await;
     }
 }
 
@@ -480,16 +450,7 @@ async fn killing_the_relay_loses_nothing() {
             let first = tokio::spawn(relay().run(std::future::pending()));
 
             let sub = Subscription::new("effects", &[Item::TOPIC], Record);
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let runner = tokio::spawn(subscription::run(
-                sub,
-                db.pool.clone(),
-                b.broker.clone(),
-                metrics.clone(),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
+            let runner = Running::start(sub, &db.pool, &b.broker, metrics.clone());
 
             let mut ids = Vec::new();
             for n in 0..200_u32 {
@@ -527,8 +488,7 @@ async fn killing_the_relay_loses_nothing() {
             }
             assert_eq!(db.outbox_len().await, 0, "[{} on {}]", b.name, db.name);
             second.abort();
-            let _ = stop.send(());
-            runner.await.unwrap();
+            runner.stop().await;
         }
     }
 }

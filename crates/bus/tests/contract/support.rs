@@ -203,3 +203,37 @@ impl ServiceDb {
 }
 
 pub use bazaar_testkit::{free_port, nats_server_binary, start_nats};
+
+/// A subscription running in a task of its own until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Runs `sub` on `pool` and `broker` (as a service's server would).
+    pub fn start(
+        sub: bazaar_bus::subscription::Subscription,
+        pool: &AnyPool,
+        broker: &Arc<dyn Broker>,
+        metrics: bazaar_bus::metrics::BusMetrics,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bazaar_bus::subscription::run(
+            sub,
+            pool.clone(),
+            broker.clone(),
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self { stop, task }
+    }
+
+    /// Stops the subscription and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("the subscription task");
+    }
+}
