@@ -527,12 +527,7 @@ mod tests {
                     }
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (url, answer)
+        (bazaar_testkit::serve(router).await, answer)
     }
 
     #[tokio::test]
